@@ -1,0 +1,1 @@
+"""The kernel: what every feature shares (storage, ingest, auth, jobs, web shell)."""
