@@ -1,0 +1,119 @@
+"""The ASGI application: the kernel's routes plus every feature's routes."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import time
+from collections.abc import AsyncIterator
+from types import ModuleType
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from spyglass import __version__
+from spyglass.config import Settings
+from spyglass.kernel import selfmetrics
+from spyglass.kernel.auth.deps import LoginRequired
+from spyglass.kernel.ingest.writer import Overloaded, WriteFailed, WriterStopped
+from spyglass.kernel.runtime import Runtime
+
+log = structlog.get_logger("spyglass.http")
+
+#: Feature modules that define routers and telemetry tables; imported when the app is built.
+FEATURES = ["spyglass.kernel.api", "spyglass.kernel.web.pages", "spyglass.errors.ingest"]
+
+
+class RequestLog(BaseHTTPMiddleware):
+    """One structured log line and one latency observation per request."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            elapsed = time.perf_counter() - started
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            selfmetrics.REQUEST_SECONDS.labels(request.method, path, f"{status // 100}xx").observe(
+                elapsed
+            )
+            if path not in ("/metrics", "/healthz", "/readyz") or status >= 400:
+                log.info("request", method=request.method, route=path, status=status,
+                         ms=round(elapsed * 1000, 2))
+
+
+def load_features() -> list[ModuleType]:
+    """Import every feature, which registers its telemetry tables and metadata models."""
+    return [importlib.import_module(name) for name in FEATURES]
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
+    modules = load_features()
+    rt = runtime or Runtime(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt.start()
+        log.info("started", url=settings.public_url, version=__version__)
+        try:
+            yield
+        finally:
+            rt.stop()
+
+    app = FastAPI(
+        title="Spyglass",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.runtime = rt
+    app.add_middleware(RequestLog)
+    from spyglass.kernel.health import router as health_router
+
+    app.include_router(health_router)
+    for module in modules:
+        module.install(app)
+
+    @app.exception_handler(LoginRequired)
+    async def _to_login(request: Request, exc: LoginRequired) -> Response:
+        if request.headers.get("hx-request"):
+            return Response(status_code=204, headers={"HX-Redirect": "/login"})
+        nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={nxt}", status_code=303)
+
+    @app.exception_handler(Overloaded)
+    async def _overloaded(request: Request, exc: Overloaded) -> Response:
+        return JSONResponse({"detail": str(exc)}, status_code=503,
+                            headers={"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(WriterStopped)
+    @app.exception_handler(WriteFailed)
+    async def _unavailable(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _wants_html(request) and exc.status_code in (403, 404):
+            from spyglass.kernel.web.templating import render_error
+
+            return render_error(request, exc.status_code, str(exc.detail))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    return app
+
+
+def _wants_html(request: Request) -> bool:
+    path = request.url.path
+    if path.startswith("/api/") or path.startswith("/v1/"):
+        return False
+    return "text/html" in request.headers.get("accept", "")

@@ -1,0 +1,1 @@
+"""Error tracking over the Sentry protocol: ingest, grouping, issues, releases, performance."""

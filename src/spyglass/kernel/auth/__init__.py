@@ -1,0 +1,1 @@
+"""Accounts and access: users, organizations, projects, roles, sessions, API tokens, ingest keys."""

@@ -1,0 +1,183 @@
+"""The batching writer: group commit for every ingest path.
+
+Requests hand rows to :meth:`BatchingWriter.write` and wait. A single flusher thread takes
+everything waiting, commits it table by table in one insert each, and only then releases
+the requests, so an acknowledged request is a durable one. Memory is bounded: past
+``max_pending_rows`` a write is refused with :class:`Overloaded`, which endpoints turn into
+429/503 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import structlog
+
+from spyglass.kernel import selfmetrics
+from spyglass.kernel.telemetry import TableSpec, TelemetryStore
+
+log = structlog.get_logger(__name__)
+
+
+class Overloaded(Exception):
+    """The writer's queue is full; the client should retry after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"ingest queue full, retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+class WriteFailed(Exception):
+    """The store refused a batch; nothing of it was acknowledged, the client should retry."""
+
+
+class WriterStopped(Exception):
+    """The writer is shutting down and takes no more rows."""
+
+
+@dataclass
+class _Pending:
+    batch: pa.Table
+    done: concurrent.futures.Future[None] = field(default_factory=concurrent.futures.Future)
+
+
+class BatchingWriter:
+    def __init__(
+        self,
+        store: TelemetryStore,
+        batch_rows: int = 10_000,
+        interval_ms: int = 50,
+        max_pending_rows: int = 200_000,
+    ) -> None:
+        self.store = store
+        self.batch_rows = batch_rows
+        self.interval = interval_ms / 1000
+        self.max_pending_rows = max_pending_rows
+        self._queues: dict[str, list[_Pending]] = defaultdict(list)
+        self._specs: dict[str, TableSpec] = {}
+        self._pending_rows = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="spyglass-writer", daemon=True)
+        self._last_flush_seconds = 0.0
+        self._started = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Flush what is waiting, then stop; later writes raise :class:`WriterStopped`."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._started:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def pending_rows(self) -> int:
+        return self._pending_rows
+
+    @property
+    def fill_ratio(self) -> float:
+        return self._pending_rows / self.max_pending_rows
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def submit(self, spec: TableSpec, rows: Sequence[dict[str, Any]] | pa.Table) -> concurrent.futures.Future[None]:
+        """Queue rows; the returned future completes once they are committed.
+
+        Rows are converted to Arrow here, in the caller, so a malformed row fails its own
+        request and never the batch it would have joined.
+        """
+        batch = _to_arrow(spec, rows)
+        pending = _Pending(batch)
+        if batch.num_rows == 0:
+            pending.done.set_result(None)
+            return pending.done
+        with self._cond:
+            if self._stopping:
+                raise WriterStopped("the writer is stopping")
+            if self._pending_rows + batch.num_rows > self.max_pending_rows:
+                selfmetrics.INGEST_REJECTED.labels(spec.name, "overloaded").inc(batch.num_rows)
+                raise Overloaded(retry_after=max(1, round(self._last_flush_seconds * 4)))
+            self._specs[spec.name] = spec
+            self._queues[spec.name].append(pending)
+            self._pending_rows += batch.num_rows
+            selfmetrics.QUEUE_DEPTH.set(self._pending_rows)
+            if self._pending_rows >= self.batch_rows:
+                self._cond.notify_all()
+        return pending.done
+
+    async def write(self, spec: TableSpec, rows: Sequence[dict[str, Any]] | pa.Table) -> None:
+        """Queue rows and wait until they are durable."""
+        await asyncio.wrap_future(self.submit(spec, rows))
+
+    def write_sync(self, spec: TableSpec, rows: Sequence[dict[str, Any]] | pa.Table) -> None:
+        self.submit(spec, rows).result()
+
+    # -- the flusher -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                deadline = time.monotonic() + self.interval
+                while not self._stopping and self._pending_rows < self.batch_rows:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                taken = self._queues
+                self._queues = defaultdict(list)
+                stopping = self._stopping
+            if taken:
+                self._flush(taken)
+            elif stopping:
+                return
+
+    def _flush(self, taken: dict[str, list[_Pending]]) -> None:
+        started = time.perf_counter()
+        for table, items in taken.items():
+            spec = self._specs[table]
+            error: BaseException | None = None
+            rows = sum(p.batch.num_rows for p in items)
+            try:
+                combined = pa.concat_tables([p.batch for p in items], promote_options="none")
+                t0 = time.perf_counter()
+                self.store.insert(spec, combined)
+                selfmetrics.FLUSH_SECONDS.labels(table).observe(time.perf_counter() - t0)
+                selfmetrics.ROWS_WRITTEN.labels(table).inc(rows)
+            except BaseException as exc:  # noqa: BLE001 -- every waiter must hear of it
+                error = exc
+                log.error("flush_failed", table=table, rows=rows, error=repr(exc))
+            with self._cond:
+                self._pending_rows -= rows
+                selfmetrics.QUEUE_DEPTH.set(self._pending_rows)
+            for p in items:
+                if error is None:
+                    p.done.set_result(None)
+                else:
+                    p.done.set_exception(WriteFailed(f"storage error: {error}"))
+        self._last_flush_seconds = time.perf_counter() - started
+
+
+def _to_arrow(spec: TableSpec, rows: Sequence[dict[str, Any]] | pa.Table) -> pa.Table:
+    schema = spec.arrow_schema
+    if isinstance(rows, pa.Table):
+        return rows if rows.schema == schema else rows.select(schema.names).cast(schema)
+    return pa.Table.from_pylist(list(rows), schema=schema)

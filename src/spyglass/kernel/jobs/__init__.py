@@ -1,0 +1,1 @@
+"""Periodic work (retention, housekeeping ...) run by one elected leader process."""

@@ -1,0 +1,1 @@
+"""Metadata storage: SQLAlchemy models and Alembic migrations (SQLite by default, Postgres)."""

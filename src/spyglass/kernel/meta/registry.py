@@ -1,0 +1,14 @@
+"""Where features' metadata models are listed, so Alembic sees the whole schema.
+
+The kernel never imports a feature at import time; this list of module names is read only
+when migrations run or are generated.
+"""
+
+import importlib
+
+FEATURE_MODEL_MODULES: list[str] = []
+
+
+def import_all_models() -> None:
+    for name in FEATURE_MODEL_MODULES:
+        importlib.import_module(name)

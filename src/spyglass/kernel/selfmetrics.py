@@ -1,0 +1,49 @@
+"""Spyglass's own Prometheus metrics, served at ``/metrics``."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+INGEST_ITEMS = Counter(
+    "spyglass_ingest_items",
+    "Items accepted at ingest, by endpoint and item type.",
+    ["endpoint", "kind"],
+    registry=REGISTRY,
+)
+INGEST_REJECTED = Counter(
+    "spyglass_ingest_rejected_items",
+    "Items refused at ingest, by table or endpoint and reason.",
+    ["where", "reason"],
+    registry=REGISTRY,
+)
+ROWS_WRITTEN = Counter(
+    "spyglass_writer_rows",
+    "Rows committed by the batching writer, by table.",
+    ["table"],
+    registry=REGISTRY,
+)
+QUEUE_DEPTH = Gauge(
+    "spyglass_writer_queue_rows",
+    "Rows waiting in the batching writer.",
+    registry=REGISTRY,
+)
+FLUSH_SECONDS = Histogram(
+    "spyglass_writer_flush_seconds",
+    "Time to commit one batch to the telemetry store, by table.",
+    ["table"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+REQUEST_SECONDS = Histogram(
+    "spyglass_http_request_seconds",
+    "HTTP request latency, by method, route and status class.",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+JOB_RUNS = Counter(
+    "spyglass_job_runs",
+    "Periodic job runs, by job and outcome.",
+    ["job", "outcome"],
+    registry=REGISTRY,
+)

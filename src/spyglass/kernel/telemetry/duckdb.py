@@ -1,0 +1,78 @@
+"""DuckDB telemetry store: one file in the data directory, for single-process installs."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from spyglass.kernel.telemetry.schema import TYPES, TableSpec
+from spyglass.kernel.telemetry.store import TelemetryStore, utc_naive
+
+_PLACEHOLDER = re.compile(r"\{(\w+):[^{}]+\}")
+
+
+def to_duckdb_sql(sql: str) -> str:
+    return _PLACEHOLDER.sub(lambda m: "$" + m.group(1), sql)
+
+
+class DuckDBStore(TelemetryStore):
+    dialect = "duckdb"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = duckdb.connect(str(path))
+        self._conn.execute("SET TimeZone = 'UTC'")
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        # A DuckDB connection must not be shared between threads; each thread gets a cursor
+        # (its own connection to the same database).
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._conn.cursor()
+            cur.execute("SET TimeZone = 'UTC'")
+            self._local.cursor = cur
+        return cur
+
+    def ensure_table(self, spec: TableSpec) -> None:
+        cols = ", ".join(f'"{c.name}" {TYPES[c.type][0]}' for c in spec.columns)
+        with self._write_lock:
+            self._conn.execute(f"CREATE TABLE IF NOT EXISTS {spec.name} ({cols})")
+
+    def insert(self, spec: TableSpec, data: pa.Table) -> None:
+        names = ", ".join(f'"{n}"' for n in data.column_names)
+        with self._write_lock:
+            cur = self._cursor()
+            cur.register("__spyglass_batch", data)
+            try:
+                cur.execute(
+                    f"INSERT INTO {spec.name} ({names}) SELECT {names} FROM __spyglass_batch"
+                )
+            finally:
+                cur.unregister("__spyglass_batch")
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
+        relation = self._cursor().sql(to_duckdb_sql(sql), params=_params(params))
+        return relation.to_arrow_table() if relation is not None else pa.table({})
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        with self._write_lock:
+            self._cursor().execute(to_duckdb_sql(sql), _params(params))
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _params(params: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not params:
+        return None
+    import datetime as dt
+
+    return {k: utc_naive(v) if isinstance(v, dt.datetime) else v for k, v in params.items()}
