@@ -185,11 +185,10 @@ def token_create(settings: Settings, email: str, name: str, as_json: bool) -> No
     click.echo(orjson.dumps({"token": issued.token}).decode() if as_json else issued.token)
 
 
-def _register_feature_commands() -> None:
+def _add_feature_commands() -> None:
     from spyglass.insights.cli import insights
 
     main.add_command(insights)
 
 
-with contextlib.suppress(ImportError):
-    _register_feature_commands()
+_add_feature_commands()
