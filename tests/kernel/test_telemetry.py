@@ -97,3 +97,13 @@ def test_table_spec_validation():
         TableSpec("bad", (Column("timestamp", "datetime"),), order_by=("timestamp",))
     with pytest.raises(ValueError):
         Column("x", "varchar")
+
+
+def test_new_columns_are_added_to_existing_tables(store):
+    store.insert(SPEC, pa.Table.from_pylist(rows(1, 2), schema=SPEC.arrow_schema))
+    grown = TableSpec(SPEC.name, SPEC.columns + (Column("extra", "lowcard"),), SPEC.order_by)
+    store.ensure_table(grown)
+    store.insert(grown, pa.Table.from_pylist(
+        [{**r, "extra": "x"} for r in rows(1, 1)], schema=grown.arrow_schema))
+    got = store.rows("SELECT extra FROM t_points ORDER BY extra")
+    assert sorted(r["extra"] or "" for r in got) == ["", "", "x"]

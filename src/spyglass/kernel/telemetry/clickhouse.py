@@ -113,6 +113,14 @@ class ClickHouseStore(TelemetryStore):
             f"PARTITION BY toYYYYMM({spec.time_column}) ORDER BY ({order})",
             {},
         )
+        have = set(self.query(
+            "SELECT name FROM system.columns WHERE database = currentDatabase() "
+            "AND table = {t:String}", {"t": spec.name}).column("name").to_pylist())
+        for c in spec.columns:
+            if c.name not in have:  # additive schema evolution: new columns only
+                codec = f" CODEC({c.codec})" if c.codec else ""
+                self._backend.command(
+                    f"ALTER TABLE {spec.name} ADD COLUMN `{c.name}` {TYPES[c.type][1]}{codec}", {})
 
     def insert(self, spec: TableSpec, data: pa.Table) -> None:
         self._backend.insert(spec.name, data)

@@ -45,6 +45,13 @@ class DuckDBStore(TelemetryStore):
         cols = ", ".join(f'"{c.name}" {TYPES[c.type][0]}' for c in spec.columns)
         with self._write_lock:
             self._conn.execute(f"CREATE TABLE IF NOT EXISTS {spec.name} ({cols})")
+            have = {r[0] for r in self._conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+                [spec.name]).fetchall()}
+            for c in spec.columns:
+                if c.name not in have:  # additive schema evolution: new columns only
+                    self._conn.execute(
+                        f'ALTER TABLE {spec.name} ADD COLUMN "{c.name}" {TYPES[c.type][0]}')
 
     def insert(self, spec: TableSpec, data: pa.Table) -> None:
         names = ", ".join(f'"{n}"' for n in data.column_names)
