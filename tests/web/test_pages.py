@@ -116,6 +116,28 @@ def test_logout_ends_the_session(client, user_factory):
     assert client.get("/o/acme/", follow_redirects=False).status_code == 303
 
 
+def test_user_without_organization_sees_welcome(client, db):
+    from spyglass.kernel.auth import accounts
+    from web_helpers import WebUser
+
+    with db.session() as s:
+        accounts.create_user(s, "new@example.com", PASSWORD)
+        accounts.create_user(s, "root@example.com", PASSWORD, is_admin=True)
+    csrf = login(client, WebUser("new@example.com", PASSWORD, "", ""))
+    page = client.get("/")
+    assert page.status_code == 200 and "not a member of any organization" in page.text
+    assert "Create organization" not in page.text
+    assert client.post("/orgs", data={"name": "Mine", "csrf_token": csrf}).status_code == 403
+
+    client.cookies.clear()
+    csrf = login(client, WebUser("root@example.com", PASSWORD, "", ""))
+    made = client.post("/orgs", data={"name": "Initech", "csrf_token": csrf},
+                       follow_redirects=False)
+    assert made.headers["location"] == "/o/initech/"
+    again = client.post("/orgs", data={"name": "initech", "csrf_token": csrf})
+    assert again.status_code == 400 and "already exists" in again.text
+
+
 # -- CSRF --------------------------------------------------------------------------------------
 
 

@@ -222,7 +222,7 @@ def new_project_form(
 ) -> Response:
     org, role = org_access(db, caller, org_slug, Role.admin)
     return render(request, "project_new.html",
-                  {"caller": caller, "org": org, "role": role, "name": ""}, db=db)
+                  {"caller": caller, "org": org, "role": role, "name": "", "platform": ""}, db=db)
 
 
 @router.post("/o/{org_slug}/projects")
@@ -242,7 +242,8 @@ def create_project(
     except accounts.AccountError as exc:
         db.rollback()
         return render(request, "project_new.html", {
-            "caller": caller, "org": org, "role": role, "name": name, "error": str(exc),
+            "caller": caller, "org": org, "role": role, "name": name, "platform": platform,
+            "error": str(exc),
         }, 400, db=db)
     db.commit()
     return _redirect(f"/o/{org.slug}/p/{project.slug}/settings?done=project-created")
