@@ -107,3 +107,16 @@ def test_new_columns_are_added_to_existing_tables(store):
         [{**r, "extra": "x"} for r in rows(1, 1)], schema=grown.arrow_schema))
     got = store.rows("SELECT extra FROM t_points ORDER BY extra")
     assert sorted(r["extra"] or "" for r in got) == ["", "", "x"]
+
+
+def test_dialect_helpers_agree(store):
+    store.insert(SPEC, pa.Table.from_pylist(rows(3, 120), schema=SPEC.arrow_schema))
+    got = store.rows(
+        f"SELECT {store.time_bucket('timestamp', 3600)} AS b, count(*) AS n, "
+        f"{store.quantile('value', 0.5)} AS p50, {store.uniq('service')} AS services "
+        "FROM t_points GROUP BY b ORDER BY b"
+    )
+    start = int(T0.replace(tzinfo=dt.UTC).timestamp()) // 3600 * 3600
+    assert [(r["b"], r["n"]) for r in got] == [(start, 60), (start + 3600, 60)]
+    assert got[0]["p50"] == pytest.approx(29.5 * 1.5, rel=0.05)
+    assert got[0]["services"] == 3

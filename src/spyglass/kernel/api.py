@@ -183,7 +183,8 @@ def update_project(project_id: int, body: ProjectPatch, request: Request,
 @router.get("/projects/{project_id}/keys", response_model=list[KeyOut])
 def list_keys(project_id: int, request: Request, caller: Caller = Depends(api_caller),
               db: Session = Depends(db_session)):
-    project, _ = project_access(db, caller, project_id, Role.member)
+    # DSN public keys are public by design (browsers send them); anyone who sees the project may.
+    project, _ = project_access(db, caller, project_id, Role.viewer)
     return [_key_out(request, project, k) for k in project.keys]
 
 

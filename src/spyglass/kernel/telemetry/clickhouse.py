@@ -102,6 +102,15 @@ class ClickHouseStore(TelemetryStore):
             url = "http://" + url[len("clickhouse://") :]
         return cls(_HttpBackend(url))
 
+    def time_bucket(self, column: str, seconds: int) -> str:
+        return f"intDiv(toUnixTimestamp({column}), {int(seconds)}) * {int(seconds)}"
+
+    def quantile(self, column: str, q: float) -> str:
+        return f"quantile({float(q)})({column})"
+
+    def uniq(self, column: str) -> str:
+        return f"uniqExactIf({column}, {column} != '')"
+
     def ensure_table(self, spec: TableSpec) -> None:
         cols = ", ".join(
             f"`{c.name}` {TYPES[c.type][1]}" + (f" CODEC({c.codec})" if c.codec else "")

@@ -39,6 +39,19 @@ class TelemetryStore(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    # -- SQL that differs between the engines (each store overrides what it spells otherwise) --
+
+    def time_bucket(self, column: str, seconds: int) -> str:
+        """Start of the ``seconds``-wide bucket holding ``column``, as epoch seconds."""
+        return f"(CAST(epoch({column}) AS BIGINT) // {int(seconds)}) * {int(seconds)}"
+
+    def quantile(self, column: str, q: float) -> str:
+        return f"quantile_cont({column}, {float(q)})"
+
+    def uniq(self, column: str) -> str:
+        """Exact count of distinct non-empty values."""
+        return f"count(DISTINCT NULLIF({column}, ''))"
+
     def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         return self.query(sql, params).to_pylist()
 
