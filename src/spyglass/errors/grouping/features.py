@@ -1,0 +1,1 @@
+def features_text(e): return ""
