@@ -26,7 +26,7 @@ from .rules import VARIABLES, FingerprintRule
 from .rules import VARIABLE_PATTERN as _VARIABLE
 from .stackrules import apply_stacktrace_rules
 
-__all__ = ["Grouping", "group_event", "VARIANTS"]
+__all__ = ["Grouping", "group_event", "Analysis", "VARIANTS"]
 
 VARIANTS = (
     "custom-fingerprint",
@@ -58,7 +58,7 @@ class Grouping:
     fingerprint: list[str] | None = field(default=None)
 
 
-class _Exception:
+class ChainedException:
     """One exception of the chain with its frames after the stack trace rules ran."""
 
     __slots__ = ("type", "value", "frames", "max_frames")
@@ -89,7 +89,7 @@ def _first_line(value: str, limit: int = _TITLE_LIMIT) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def _stack_components(chain: list[_Exception], app_only: bool) -> list[str]:
+def _stack_components(chain: list[ChainedException], app_only: bool) -> list[str]:
     components: list[str] = []
     for exc in chain:
         if exc.type:
@@ -107,7 +107,7 @@ def _stack_components(chain: list[_Exception], app_only: bool) -> list[str]:
     return components
 
 
-def _exception_components(chain: list[_Exception]) -> list[str]:
+def _exception_components(chain: list[ChainedException]) -> list[str]:
     components: list[str] = []
     for exc in chain:
         if exc.type:
@@ -117,7 +117,7 @@ def _exception_components(chain: list[_Exception]) -> list[str]:
     return components
 
 
-def _crashing_frame(chain: list[_Exception]) -> Frame | None:
+def _crashing_frame(chain: list[ChainedException]) -> Frame | None:
     """The topmost in-app frame of the last exception (or its topmost frame)."""
     for exc in reversed(chain):
         for frame in reversed(exc.frames):
@@ -129,13 +129,14 @@ def _crashing_frame(chain: list[_Exception]) -> Frame | None:
     return None
 
 
-class _Defaults:
-    """The default grouping of an event plus what titles and variables need from it."""
+class Analysis:
+    """An event read once: its exception chain and frames after the stack trace rules, its
+    message, its default grouping, and what titles, variables and similarity need from it."""
 
     def __init__(self, event: dict[str, Any], config: GroupingConfig | None) -> None:
         javascript = family_of(event) == "javascript"
         raw_chain = exceptions(event)
-        chain = [_Exception(raw, javascript) for raw in raw_chain]
+        chain = [ChainedException(raw, javascript) for raw in raw_chain]
         self.facts: EventFacts | None = None
         if config is not None and config.stacktrace_rules and chain:
             self.facts = EventFacts(event)
@@ -145,6 +146,7 @@ class _Defaults:
                 )
         self.chain = chain
         self.template, self.formatted = message_of(event)
+        self.logger = text(event.get("logger"))
         self.crashing = _crashing_frame(chain)
         chain = [exc for exc in chain if exc.type or exc.value or exc.frames]
         if any(f.in_app and f.group for exc in chain for f in exc.frames):
@@ -172,7 +174,7 @@ def _rule_matches(rule: FingerprintRule, facts: EventFacts, frames: list[Frame])
 
 
 def _match_fingerprint_rule(
-    config: GroupingConfig, defaults: _Defaults, event: dict[str, Any]
+    config: GroupingConfig, defaults: Analysis, event: dict[str, Any]
 ) -> FingerprintRule | None:
     facts = defaults.facts or EventFacts(event)
     defaults.facts = facts
@@ -183,7 +185,7 @@ def _match_fingerprint_rule(
     return None
 
 
-def _variable(name: str, event: dict[str, Any], defaults: _Defaults) -> str:
+def _variable(name: str, event: dict[str, Any], defaults: Analysis) -> str:
     main, frame = defaults.main, defaults.crashing
     if name == "transaction":
         value = text(event.get("transaction"))
@@ -214,7 +216,7 @@ def _variable(name: str, event: dict[str, Any], defaults: _Defaults) -> str:
     return value or f"<no-{name}>"
 
 
-def _expand(value: str, event: dict[str, Any], defaults: _Defaults) -> list[str]:
+def _expand(value: str, event: dict[str, Any], defaults: Analysis) -> list[str]:
     """A fingerprint entry as hash values: ``{{ default }}`` becomes the default components."""
     found = _VARIABLE.fullmatch(value.strip())
     if found is None:
@@ -225,14 +227,14 @@ def _expand(value: str, event: dict[str, Any], defaults: _Defaults) -> list[str]
     return [f"fingerprint: {_variable(name, event, defaults)}"]
 
 
-def _expand_title(template: str, event: dict[str, Any], defaults: _Defaults) -> str:
+def _expand_title(template: str, event: dict[str, Any], defaults: Analysis) -> str:
     def replace(found: re.Match[str]) -> str:
         return _variable(VARIABLES.get(found.group(1), found.group(1)), event, defaults)
 
     return _VARIABLE.sub(replace, template)
 
 
-def _title(defaults: _Defaults) -> str:
+def _title(defaults: Analysis) -> str:
     main = defaults.main
     if main is not None:
         if main.type and main.value:
@@ -241,7 +243,7 @@ def _title(defaults: _Defaults) -> str:
     return _first_line(defaults.formatted or defaults.template) or "<unlabeled event>"
 
 
-def _culprit(event: dict[str, Any], defaults: _Defaults) -> str:
+def _culprit(event: dict[str, Any], defaults: Analysis) -> str:
     frame = defaults.crashing
     if frame is not None and frame.in_app:
         return frame.label
@@ -253,7 +255,7 @@ def _culprit(event: dict[str, Any], defaults: _Defaults) -> str:
     return text(event.get("logger"))
 
 
-def _metadata(defaults: _Defaults, title: str) -> dict[str, Any]:
+def _metadata(defaults: Analysis, title: str) -> dict[str, Any]:
     main, frame = defaults.main, defaults.crashing
     if main is None:
         return {"title": title}
@@ -268,7 +270,7 @@ def group_event(event: dict[str, Any], config: GroupingConfig | None = None) -> 
     """Group one normalized Sentry event (a dict as the SDKs send it). Never raises on bad data."""
     if not isinstance(event, dict):
         event = {}
-    defaults = _Defaults(event, config)
+    defaults = Analysis(event, config)
     title = _title(defaults)
     metadata = _metadata(defaults, title)
     culprit = _culprit(event, defaults)
