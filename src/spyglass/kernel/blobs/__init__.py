@@ -13,7 +13,15 @@ from spyglass.kernel.blobs.base import (
     validate_prefix,
 )
 from spyglass.kernel.blobs.local import LocalBlobStore
-from spyglass.kernel.blobs.s3 import S3BlobStore
+
+
+def __getattr__(name: str) -> object:
+    # S3BlobStore pulls in boto3 (~0.2 s); only deployments that use S3 pay for it.
+    if name == "S3BlobStore":
+        from spyglass.kernel.blobs.s3 import S3BlobStore
+
+        return S3BlobStore
+    raise AttributeError(name)
 
 __all__ = [
     "BlobNotFound",

@@ -130,7 +130,6 @@ def open_blob_store(url: str, data_dir: Path, s3_endpoint_url: str = "") -> Blob
     """
     # Imported here so that base.py stays the interface and local/s3 can import from it.
     from spyglass.kernel.blobs.local import LocalBlobStore
-    from spyglass.kernel.blobs.s3 import S3BlobStore
 
     if not url:
         return LocalBlobStore(Path(data_dir) / "blobs")
@@ -153,6 +152,8 @@ def open_blob_store(url: str, data_dir: Path, s3_endpoint_url: str = "") -> Blob
             or os.environ.get("AWS_DEFAULT_REGION")
             or DEFAULT_S3_REGION
         )
+        from spyglass.kernel.blobs.s3 import S3BlobStore  # boto3 costs ~0.2 s to import
+
         return S3BlobStore.connect(
             bucket=parts.netloc, prefix=prefix, endpoint_url=s3_endpoint_url, region=region
         )

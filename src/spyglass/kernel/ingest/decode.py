@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import brotli
 import zstandard
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 CHUNK = 64 * 1024
@@ -44,7 +45,11 @@ async def read_body(request: Request, max_compressed: int, max_decompressed: int
             raise too_large("request body", max_compressed)
         parts.append(chunk)
     raw = b"".join(parts)
-    return decode(raw, request.headers.get("content-encoding", ""), max_decompressed)
+    encoding = request.headers.get("content-encoding", "")
+    if encoding.strip().lower() in ("", "identity"):
+        return decode(raw, encoding, max_decompressed)
+    # Inflating up to the limit takes a while; keep the event loop free meanwhile.
+    return await run_in_threadpool(decode, raw, encoding, max_decompressed)
 
 
 def decode(raw: bytes, content_encoding: str, limit: int) -> bytes:
@@ -64,26 +69,39 @@ def _unsupported(encoding: str) -> Callable[[bytes, int], bytes]:
     return fail
 
 
+def _check(size: int, limit: int) -> None:
+    if size > limit:
+        raise too_large("decompressed body", limit)
+
+
 def _zlib(data: bytes, limit: int, wbits: int) -> bytes:
-    d = zlib.decompressobj(wbits)
+    """Inflate in bounded steps; gzip may hold several members back to back."""
     out: list[bytes] = []
     size = 0
-    buf = data
+    rest = memoryview(data)
     try:
         while True:
-            piece = d.decompress(buf, CHUNK)
-            size += len(piece)
-            if size > limit:
-                raise too_large("decompressed body", limit)
-            out.append(piece)
-            buf = d.unconsumed_tail
-            if d.eof or (not buf and not piece):
+            d = zlib.decompressobj(wbits)
+            # Feed the input in slices: handing back ``unconsumed_tail`` would copy the whole
+            # remaining input for every chunk of output.
+            pos = 0
+            while not d.eof and pos < len(rest):
+                piece = d.decompress(rest[pos : pos + CHUNK], CHUNK)
+                pos += CHUNK - len(d.unconsumed_tail)
+                while True:
+                    size += len(piece)
+                    _check(size, limit)
+                    out.append(piece)
+                    if not d.unconsumed_tail or d.eof:
+                        break
+                    tail = d.unconsumed_tail
+                    piece = d.decompress(tail, CHUNK)
+                    pos += len(tail) - len(d.unconsumed_tail)
+            if not d.eof:
+                raise BodyError(400, "compressed body is truncated")
+            rest = memoryview(d.unused_data)
+            if wbits != 31 or not bytes(rest).strip(b"\0"):
                 break
-        if not d.eof:
-            raise BodyError(400, "compressed body is truncated")
-        # gzip allows several members back to back.
-        if wbits == 31 and d.unused_data.strip(b"\0"):
-            out.append(_zlib(d.unused_data, limit - size, 31))
     except zlib.error as exc:
         raise BodyError(400, f"cannot decompress body: {exc}") from exc
     return b"".join(out)
@@ -107,11 +125,12 @@ def _brotli(data: bytes, limit: int) -> bytes:
         piece = d.process(data, output_buffer_limit=CHUNK)
         while True:
             size += len(piece)
-            if size > limit:
-                raise too_large("decompressed body", limit)
+            _check(size, limit)
             out.append(piece)
-            if d.is_finished() or d.can_accept_more_data():
+            if d.is_finished():
                 break
+            if not piece and d.can_accept_more_data():
+                break  # all input consumed, no output pending: the stream was cut short
             piece = d.process(b"", output_buffer_limit=CHUNK)
     except brotli.error as exc:
         raise BodyError(400, f"cannot decompress body: {exc}") from exc
@@ -120,18 +139,35 @@ def _brotli(data: bytes, limit: int) -> bytes:
     return b"".join(out)
 
 
+ZSTD_MIN_SLICE, ZSTD_MAX_SLICE = 64, 64 * 1024
+
+
 def _zstd(data: bytes, limit: int) -> bytes:
+    """Decompress frame by frame from input slices, so a truncated frame is noticed (it never
+    reaches its end). zstd's decompressobj has no output cap, so the slice size follows the
+    observed ratio to aim at about CHUNK bytes of output per step."""
     out: list[bytes] = []
     size = 0
+    rest = memoryview(data)
+    dctx = zstandard.ZstdDecompressor()
     try:
-        reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
-        while piece := reader.read(CHUNK):
-            size += len(piece)
-            if size > limit:
-                raise too_large("decompressed body", limit)
-            out.append(piece)
+        while len(rest):
+            d = dctx.decompressobj()
+            pos, step = 0, ZSTD_MIN_SLICE
+            while not d.eof and pos < len(rest):
+                piece = d.decompress(rest[pos : pos + step])
+                pos += step
+                step = max(ZSTD_MIN_SLICE, min(ZSTD_MAX_SLICE, CHUNK * step // max(len(piece), 1)))
+                size += len(piece)
+                _check(size, limit)
+                out.append(piece)
+            if not d.eof:
+                raise BodyError(400, "compressed body is truncated")
+            rest = memoryview(d.unused_data + bytes(rest[pos:])) if pos < len(rest) else memoryview(d.unused_data)
     except zstandard.ZstdError as exc:
         raise BodyError(400, f"cannot decompress body: {exc}") from exc
+    if not data:
+        raise BodyError(400, "empty zstd body")
     return b"".join(out)
 
 

@@ -64,6 +64,7 @@ class BatchingWriter:
         self._queues: dict[str, list[_Pending]] = defaultdict(list)
         self._specs: dict[str, TableSpec] = {}
         self._pending_rows = 0
+        self._oldest: float | None = None
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="spyglass-writer", daemon=True)
@@ -118,6 +119,8 @@ class BatchingWriter:
                 raise Overloaded(retry_after=max(1, round(self._last_flush_seconds * 4)))
             self._specs[spec.name] = spec
             self._queues[spec.name].append(pending)
+            if self._oldest is None:
+                self._oldest = time.monotonic()
             self._pending_rows += batch.num_rows
             selfmetrics.QUEUE_DEPTH.set(self._pending_rows)
             if self._pending_rows >= self.batch_rows:
@@ -136,14 +139,19 @@ class BatchingWriter:
     def _run(self) -> None:
         while True:
             with self._cond:
-                deadline = time.monotonic() + self.interval
+                # The interval counts from the oldest waiting row, so rows that arrived during
+                # the previous flush do not wait a whole extra interval.
+                deadline = (self._oldest or time.monotonic()) + self.interval
                 while not self._stopping and self._pending_rows < self.batch_rows:
+                    if self._oldest is None:
+                        deadline = time.monotonic() + self.interval
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
                 taken = self._queues
                 self._queues = defaultdict(list)
+                self._oldest = None
                 stopping = self._stopping
             if taken:
                 self._flush(taken)
@@ -157,7 +165,9 @@ class BatchingWriter:
             error: BaseException | None = None
             rows = sum(p.batch.num_rows for p in items)
             try:
-                combined = pa.concat_tables([p.batch for p in items], promote_options="none")
+                # One contiguous chunk: both engines insert many small chunks 3-4x slower.
+                combined = pa.concat_tables(
+                    [p.batch for p in items], promote_options="none").combine_chunks()
                 t0 = time.perf_counter()
                 self.store.insert(spec, combined)
                 selfmetrics.FLUSH_SECONDS.labels(table).observe(time.perf_counter() - t0)
