@@ -1,0 +1,175 @@
+"""Normalizing Sentry events: one shape for every SDK, with sizes capped.
+
+SDKs disagree on small things (``exception`` as a list or ``{"values": [...]}``, tags as a
+dict or as pairs, timestamps as numbers or RFC 3339 strings). Everything downstream —
+scrubbing, grouping, storage, pages — sees the shape produced here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+MAX_STRING = 8192
+MAX_FRAMES = 250
+MAX_BREADCRUMBS = 100
+MAX_EXCEPTIONS = 25
+MAX_TAGS = 100
+MAX_DEPTH = 12
+LEVELS = {"fatal", "error", "warning", "info", "debug"}
+LEVEL_ALIASES = {"warn": "warning", "critical": "fatal", "log": "info", "sample": "info"}
+
+
+def _utc(ts: dt.datetime) -> dt.datetime:
+    return ts.astimezone(dt.UTC).replace(tzinfo=None) if ts.tzinfo else ts
+
+
+def parse_timestamp(value: Any) -> dt.datetime | None:
+    """Seconds since the epoch (int, float or numeric string) or an RFC 3339 string → naive UTC."""
+    try:
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, (int, float)):
+            return dt.datetime.fromtimestamp(value, dt.UTC).replace(tzinfo=None)
+        if isinstance(value, str) and value:
+            try:
+                return dt.datetime.fromtimestamp(float(value), dt.UTC).replace(tzinfo=None)
+            except ValueError:
+                return _utc(dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except (ValueError, OverflowError, OSError):
+        return None
+    return None
+
+
+def trim(value: Any, depth: int = 0) -> Any:
+    """Cap strings, containers and nesting so one event cannot grow without bound."""
+    if isinstance(value, str):
+        return value if len(value) <= MAX_STRING else value[: MAX_STRING - 1] + "…"
+    if depth >= MAX_DEPTH:
+        return "[…]" if isinstance(value, (dict, list)) else value
+    if isinstance(value, dict):
+        return {str(k)[:256]: trim(v, depth + 1) for k, v in list(value.items())[:500]}
+    if isinstance(value, list):
+        return [trim(v, depth + 1) for v in value[:500]]
+    return value
+
+
+def _values(value: Any) -> list[Any]:
+    """``{"values": [...]}`` or a bare list → a list."""
+    if isinstance(value, dict):
+        value = value.get("values")
+    return value if isinstance(value, list) else []
+
+
+def _text(value: Any, limit: int = 200) -> str:
+    if value is None:
+        return ""
+    return (value if isinstance(value, str) else str(value))[:limit]
+
+
+def normalize_tags(value: Any) -> list[list[str]]:
+    pairs = value.items() if isinstance(value, dict) else value if isinstance(value, list) else []
+    out: list[list[str]] = []
+    for pair in pairs:
+        if isinstance(pair, (list, tuple)) and len(pair) == 2 and pair[0] not in (None, ""):
+            out.append([_text(pair[0], 200), _text(pair[1], 200)])
+        if len(out) >= MAX_TAGS:
+            break
+    return out
+
+
+def _frames(stacktrace: Any) -> dict[str, Any] | None:
+    if not isinstance(stacktrace, dict):
+        return None
+    frames = [f for f in stacktrace.get("frames") or [] if isinstance(f, dict)]
+    if len(frames) > MAX_FRAMES:
+        # Keep both ends: the entry point and, above all, where it crashed (the last frames).
+        half = MAX_FRAMES // 2
+        frames = frames[:half] + frames[-half:]
+    return {**stacktrace, "frames": frames}
+
+
+def normalize_exception(values: Any) -> list[dict[str, Any]]:
+    out = []
+    for exc in _values(values)[-MAX_EXCEPTIONS:]:
+        if not isinstance(exc, dict):
+            continue
+        exc = dict(exc)
+        exc["type"] = _text(exc.get("type"), 256)
+        exc["value"] = _text(exc.get("value"), MAX_STRING)
+        st = _frames(exc.get("stacktrace"))
+        if st is not None:
+            exc["stacktrace"] = st
+        if not exc["type"] and not exc["value"] and st is None:
+            continue
+        out.append(exc)
+    return out
+
+
+def message_of(event: dict[str, Any]) -> str:
+    logentry = event.get("logentry")
+    if isinstance(logentry, dict):
+        formatted = logentry.get("formatted")
+        if isinstance(formatted, str) and formatted:
+            return formatted
+        msg = logentry.get("message")
+        params = logentry.get("params")
+        if isinstance(msg, str):
+            try:
+                if isinstance(params, list) and params:
+                    return msg % tuple(params)
+                if isinstance(params, dict) and params:
+                    return msg % params
+            except (TypeError, ValueError, KeyError):
+                pass
+            return msg
+    message = event.get("message")
+    if isinstance(message, dict):
+        return _text(message.get("formatted") or message.get("message"), MAX_STRING)
+    return _text(message, MAX_STRING)
+
+
+def normalize_event(event: dict[str, Any], received: dt.datetime) -> dict[str, Any]:
+    """Return a normalized copy of ``event``; ``received`` is naive UTC."""
+    e = trim(event)
+    try:
+        e["event_id"] = uuid.UUID(str(e.get("event_id"))).hex
+    except ValueError:
+        e["event_id"] = uuid.uuid4().hex
+    ts = parse_timestamp(e.get("timestamp")) or received
+    # Clock skew: a timestamp far in the future is the client's clock, not the event's time.
+    if ts > received + dt.timedelta(minutes=1):
+        ts = received
+    e["timestamp"] = ts.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z")
+    e["received"] = received.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z")
+    level = _text(e.get("level") or "error", 16).lower()
+    e["level"] = LEVEL_ALIASES.get(level, level if level in LEVELS else "error")
+    e["platform"] = _text(e.get("platform") or "other", 32)
+    for key in ("release", "environment", "transaction", "logger", "server_name", "dist"):
+        if key in e:
+            e[key] = _text(e[key], 200) if e[key] is not None else ""
+    e["tags"] = normalize_tags(e.get("tags"))
+    exceptions = normalize_exception(e.get("exception"))
+    if exceptions:
+        e["exception"] = {"values": exceptions}
+    else:
+        e.pop("exception", None)
+    if isinstance(e.get("threads"), (dict, list)):
+        e["threads"] = {"values": [t for t in _values(e["threads"]) if isinstance(t, dict)]}
+    crumbs = [b for b in _values(e.get("breadcrumbs")) if isinstance(b, dict)]
+    if crumbs:
+        e["breadcrumbs"] = {"values": crumbs[-MAX_BREADCRUMBS:]}
+    else:
+        e.pop("breadcrumbs", None)
+    message = message_of(e)
+    if message:
+        e["message"] = message
+    for key in ("user", "request", "contexts", "sdk", "extra", "modules"):
+        if key in e and not isinstance(e[key], dict):
+            e.pop(key)
+    if e.get("fingerprint") is not None and not (
+        isinstance(e["fingerprint"], list) and all(isinstance(x, (str, int, float)) for x in e["fingerprint"])
+    ):
+        e.pop("fingerprint")
+    return e

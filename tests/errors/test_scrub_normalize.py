@@ -1,0 +1,103 @@
+"""Normalization and scrubbing of events before they are stored."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spyglass.errors.normalize import normalize_event, parse_timestamp
+from spyglass.errors.scrub import FILTERED, ScrubRules, scrub_event
+
+NOW = dt.datetime(2026, 11, 27, 12, 0, 0)
+
+
+def test_timestamps_in_every_form():
+    assert parse_timestamp(1_700_000_000.5) == dt.datetime(2023, 11, 14, 22, 13, 20, 500000)
+    assert parse_timestamp("1700000000") == dt.datetime(2023, 11, 14, 22, 13, 20)
+    assert parse_timestamp("2026-11-27T11:00:00+01:00") == dt.datetime(2026, 11, 27, 10, 0)
+    assert parse_timestamp("2026-11-27T10:00:00Z") == dt.datetime(2026, 11, 27, 10, 0)
+    assert parse_timestamp("yesterday") is None and parse_timestamp(True) is None
+
+
+def test_normalize_shapes():
+    e = normalize_event({
+        "event_id": "9ec79c33-ec99-42ab-8353-589fcb2e04dc",
+        "timestamp": "2099-01-01T00:00:00Z",  # a client clock far in the future
+        "level": "warn",
+        "tags": {"a": 1, "b": None},
+        "exception": [{"type": "ValueError", "value": "bad"}],
+        "breadcrumbs": [{"message": str(i)} for i in range(150)],
+        "logentry": {"message": "user %s failed", "params": ["bob"]},
+    }, NOW)
+    assert e["event_id"] == "9ec79c33ec9942ab8353589fcb2e04dc"
+    assert e["timestamp"] == "2026-11-27T12:00:00Z"
+    assert e["level"] == "warning"
+    assert e["tags"] == [["a", "1"], ["b", ""]]
+    assert e["exception"]["values"][0]["type"] == "ValueError"
+    assert len(e["breadcrumbs"]["values"]) == 100 and e["breadcrumbs"]["values"][-1]["message"] == "149"
+    assert e["message"] == "user bob failed"
+    assert len(normalize_event({"event_id": "nope"}, NOW)["event_id"]) == 32
+
+
+def test_big_strings_and_deep_nesting_are_capped():
+    deep: dict = {}
+    cur = deep
+    for _ in range(50):
+        cur["x"] = {}
+        cur = cur["x"]
+    e = normalize_event({"extra": {"blob": "x" * 100_000, "deep": deep}}, NOW)
+    assert len(e["extra"]["blob"]) == 8192
+    assert "[…]" in str(e["extra"]["deep"])
+
+
+def test_default_scrubbing():
+    event = normalize_event({
+        "request": {
+            "headers": [["Authorization", "Bearer abc.def.ghi"], ["Accept", "text/html"]],
+            "cookies": "session=abc123",
+            "data": {"password": "hunter22", "card": "4111 1111 1111 1111", "order": "1234 5678 9012 3456"},
+            "url": "https://app.example.com/cb?x=1",
+        },
+        "extra": {"db": "postgres://admin:s3cret@db.internal/app", "api_key": "k-123",
+                  "note": "used token abcdefghijklmnop"},
+        "user": {"id": "42", "ip_address": "203.0.113.9"},
+    }, NOW)
+    out = scrub_event(event, ScrubRules())
+    r = out["request"]
+    assert r["headers"] == [["Authorization", FILTERED], ["Accept", "text/html"]]
+    assert r["cookies"] == FILTERED
+    assert r["data"]["password"] == FILTERED
+    assert r["data"]["card"] == FILTERED
+    assert r["data"]["order"] == "1234 5678 9012 3456"  # fails Luhn: not a card number
+    assert out["extra"]["db"] == f"postgres://admin:{FILTERED}@db.internal/app"
+    assert out["extra"]["api_key"] == FILTERED
+    assert out["extra"]["note"] == f"used token {FILTERED}"
+    assert out["user"]["ip_address"] == "203.0.113.9"
+
+
+def test_project_rules():
+    rules = ScrubRules.for_project("customer_ref\n", "session_kind\n", scrub_ip=True)
+    out = scrub_event(normalize_event({
+        "extra": {"customer_ref": "C-1", "session_kind": "web", "session": "abc"},
+        "user": {"ip_address": "203.0.113.9"},
+    }, NOW), rules)
+    assert out["extra"] == {"customer_ref": FILTERED, "session_kind": "web", "session": FILTERED}
+    assert out["user"]["ip_address"] is None
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(
+    ["event_id", "timestamp", "level", "tags", "exception", "breadcrumbs", "message", "logentry",
+     "user", "request", "contexts", "fingerprint", "release", "threads", "extra"]), json_values))
+def test_any_json_object_normalizes_and_scrubs(event):
+    out = scrub_event(normalize_event(event, NOW), ScrubRules())
+    assert len(out["event_id"]) == 32 and out["level"] in {"fatal", "error", "warning", "info", "debug"}
