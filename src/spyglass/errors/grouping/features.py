@@ -19,6 +19,7 @@ __all__ = ["features", "features_text"]
 _WORD = re.compile(r"<[a-z]+>|[a-z_][a-z0-9_]+")
 _MAX_WORDS = 40
 _MAX_FRAMES = 12  # closest to the crash; deep framework stacks add noise, not evidence
+_TEXT_FRAMES = 4  # embeddings blur with length: the frames nearest the crash say the most
 
 # Weights per kind of token, before IDF. The type of the raised exception and the frame that
 # raised it say most about the crash site; value words help tell apart sites that share both
@@ -102,7 +103,7 @@ def features_text(event: dict[str, Any], config: GroupingConfig | None = None) -
     for exc in reversed(chain):  # the raised exception first: it matters most
         head = f"{exc.type}: {parameterize(exc.value)}" if exc.value else exc.type
         lines.append(head.strip())
-        for frame in reversed(_frames(analysis, exc)[-6:]):
+        for frame in reversed(_frames(analysis, exc)[-_TEXT_FRAMES:]):
             lines.append(f"  at {frame.name} in {frame.function}")
     if not chain:
         message = analysis.template or analysis.formatted
