@@ -27,33 +27,41 @@ _TEXT_DATETIME = rf"{_TEXT_DATE}\s{_TIME}{_ZONE}"
 # and a URL's digits are never replaced piecemeal. The alternatives for URLs, e-mails and
 # dates written with month names are costly to try at every position, so they join the
 # alternation only when the text holds a "://", an "@" or a month name.
-_URL = ("url", r"\b[a-zA-Z][a-zA-Z0-9+.-]{1,15}://[^\s\"'<>`]+")
-_EMAIL = ("email", r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[a-zA-Z]{2,}\b")
-_TEXT_DATES = [("datetime", _TEXT_DATETIME), ("date", rf"\b{_TEXT_DATE}\b")]
+# Boundaries treat a placeholder's "<" and ">" like letters: text next to a placeholder must
+# parse as it did next to the value it replaced, or a second pass would change more.
+_S = r"(?<![\w>])"
+_E = r"(?![\w<])"
+_URL = ("url", _S + r"[a-zA-Z][a-zA-Z0-9+.-]{1,15}://[^\s\"'<>`]+")
+_EMAIL = ("email", r"(?<![\w.+>-])[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[a-zA-Z]{2,}" + _E)
+_TEXT_DATES = [("datetime", _S + _TEXT_DATETIME), ("date", rf"{_S}{_TEXT_DATE}{_E}")]
 _COMMON: list[tuple[str, str]] = [
-    ("uuid", r"\b[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\b"),
+    ("uuid", rf"{_S}[0-9a-fA-F]{{8}}-?[0-9a-fA-F]{{4}}-?[0-9a-fA-F]{{4}}-?[0-9a-fA-F]{{4}}-?[0-9a-fA-F]{{12}}{_E}"),
     (
         "datetime",
-        rf"(?=\d)(?:{_ISO_DATE}[T ]{_TIME}{_ZONE}"  # ISO 8601 and SQL
+        rf"(?=\d){_S}(?:{_ISO_DATE}[T ]{_TIME}{_ZONE}"  # ISO 8601 and SQL
         rf"|\d{{1,2}}/{_MONTH}/\d{{4}}:{_TIME}(?:\s[+-]\d{{4}})?"  # common log format
         rf"|{_SLASH_DATE}[ ,]+{_TIME})",
     ),
-    ("date", rf"(?=\d)\b(?:{_ISO_DATE}|{_SLASH_DATE})\b"),
+    ("date", rf"(?=\d){_S}(?:{_ISO_DATE}|{_SLASH_DATE}){_E}"),
     (
         "ip",
-        r"(?=[0-9a-fA-F:])(?<![\w:.])(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?::\d{1,5})?"
-        rf"|(?:{_H}:){{7}}{_H}|(?:{_H}:){{1,6}}:(?:{_H}(?::{_H}){{0,5}})?|::(?:{_H}(?::{_H}){{0,6}}|(?=\W|$)))"
-        r"(?![\w:.])",
+        r"(?=[0-9a-fA-F:])(?<![\w:.>])(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?::\d{1,5})?"
+        rf"|(?:{_H}:){{7}}{_H}|(?:{_H}:){{1,6}}:(?:{_H}(?::{_H}){{0,5}})?|::{_H}(?::{_H}){{0,6}})"
+        r"(?![\w:.<])",
     ),
-    ("time", rf"(?=\d)(?<![\w:]){_TIME}(?![\w:])"),
+    ("time", rf"(?=\d)(?<![\w:>]){_TIME}(?![\w:<])"),
     # Long hex runs only count when they hold a digit and a letter, so English words spelled
     # with a-f ("facade", "deadbeef") and plain numbers stay what they are.
-    ("hex", r"(?=[0-9a-fA-F])(?:\b0[xX][0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*[0-9])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{7,}\b)"),
-    ("duration", r"(?=\d)(?<![\w.])\d+(?:\.\d+)?(?:ms|us|µs|ns|s|sec|secs|m|min|mins|h|hrs?|d)\b"),
-    ("float", r"(?=[-+\d])(?<![\w.])[-+]?\d+\.\d+(?:[eE][-+]?\d+)?(?![\w.])"),
+    (
+        "hex",
+        rf"(?=[0-9a-fA-F]){_S}(?:0[xX][0-9a-fA-F]+"
+        rf"|(?=[0-9a-fA-F]*[0-9])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{{7,}}){_E}",
+    ),
+    ("duration", r"(?=\d)(?<![\w.>])\d+(?:\.\d+)?(?:ms|us|µs|ns|s|sec|secs|m|min|mins|h|hrs?|d)" + _E),
+    ("float", r"(?=[-+\d])(?<![\w.>])[-+]?\d+\.\d+(?:[eE][-+]?\d+)?(?![\w.<])"),
     # Digits glued to a separator still count ("worker-3", "job_12"), digits inside a word
     # ("utf8", "sha256") do not: those name things rather than carry data.
-    ("int", r"(?=[-+\d])(?<![A-Za-z0-9.])[-+]?\d+(?![A-Za-z0-9.])"),
+    ("int", r"(?=[-+\d])(?<![A-Za-z0-9.>])[-+]?\d+(?![A-Za-z0-9.<])"),
 ]
 
 PLACEHOLDERS: dict[str, str] = {
