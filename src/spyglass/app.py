@@ -24,7 +24,8 @@ from spyglass.kernel.runtime import Runtime
 log = structlog.get_logger("spyglass.http")
 
 #: Feature modules that define routers and telemetry tables; imported when the app is built.
-FEATURES = ["spyglass.kernel.api", "spyglass.kernel.web.pages", "spyglass.errors.ingest"]
+FEATURES = ["spyglass.kernel.api", "spyglass.kernel.web.pages", "spyglass.errors.ingest",
+            "spyglass.errors.security"]
 
 
 class RequestLog(BaseHTTPMiddleware):
