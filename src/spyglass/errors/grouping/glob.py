@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 __all__ = ["compile_glob"]
 
+_MEMO_SIZE = 4096
+
 
 def _translate(pattern: str, path: bool) -> str:
     out: list[str] = []
@@ -62,8 +64,17 @@ def compile_glob(pattern: str, *, path: bool = False, ignore_case: bool = False)
     the same patterns as Unix ones.
     """
     flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
-    regex = re.compile(_translate(pattern, path), flags)
-    fullmatch = regex.fullmatch
-    if path:
-        return lambda value: fullmatch(value.replace("\\", "/")) is not None
-    return lambda value: fullmatch(value) is not None
+    fullmatch = re.compile(_translate(pattern, path), flags).fullmatch
+    # Rules see the same module names and paths event after event: remember the answers.
+    memo: dict[str, bool] = {}
+
+    def test(value: str) -> bool:
+        hit = memo.get(value)
+        if hit is None:
+            hit = fullmatch(value.replace("\\", "/") if path else value) is not None
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            memo[value] = hit
+        return hit
+
+    return test

@@ -9,16 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .frames import Frame
-from .matchers import EventFacts
+from .matchers import EventFacts, Matcher
 from .rules import StacktraceRule
 
 __all__ = ["apply_stacktrace_rules"]
 
 
-def _rule_matches(rule: StacktraceRule, frame: Frame, facts: EventFacts) -> bool:
-    for matcher in rule.matchers:
-        ok = matcher.matches_frame(frame) if matcher.on_frame else matcher.matches_event(facts)
-        if not ok:
+def _frame_matches(matchers: Sequence[Matcher], frame: Frame) -> bool:
+    for matcher in matchers:
+        if not matcher.matches_frame(frame):
             return False
     return True
 
@@ -29,8 +28,12 @@ def apply_stacktrace_rules(
     """Update ``frames`` in place; return the max-frames limit in force (0: no limit)."""
     max_frames = 0
     for rule in rules:
+        # Event-level matchers (family, error.type...) decide once for all frames.
+        if not all(m.matches_event(facts) for m in rule.matchers if not m.on_frame):
+            continue
+        frame_matchers = [m for m in rule.matchers if m.on_frame]
         for index, frame in enumerate(frames):
-            if not _rule_matches(rule, frame, facts):
+            if not _frame_matches(frame_matchers, frame):
                 continue
             if rule.max_frames is not None:
                 max_frames = rule.max_frames
