@@ -127,6 +127,12 @@ def make_tenant(db, name: str, role: str = "owner") -> Tenant:  # type: ignore[n
 
 
 @pytest.fixture
+def tenant_maker():  # type: ignore[no-untyped-def]
+    """``make_tenant(db, name, role)`` for tests that have a runtime but no client."""
+    return make_tenant
+
+
+@pytest.fixture
 def tenant_factory(client):  # type: ignore[no-untyped-def]
     db = client.app.state.runtime.db
     return lambda name, role="owner": make_tenant(db, name, role)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pyarrow as pa
-import pytest
 from sqlalchemy import select
 
 from spyglass.kernel.jobs.leader import leadership_for
@@ -53,8 +52,8 @@ def test_runner_runs_jobs_only_when_leader(runtime):
         runner.stop()
 
 
-def test_retention_keeps_each_project_for_its_own_days(runtime, tenant_factory_rt):
-    a, b = tenant_factory_rt("short"), tenant_factory_rt("long")
+def test_retention_keeps_each_project_for_its_own_days(runtime, tenant_maker):
+    a, b = tenant_maker(runtime.db, "short").project_id, tenant_maker(runtime.db, "long").project_id
     with runtime.db.session() as s:
         for p in s.scalars(select(Project)):
             p.retention_days = 7 if p.id == a else 30
@@ -68,10 +67,3 @@ def test_retention_keeps_each_project_for_its_own_days(runtime, tenant_factory_r
     apply_retention(runtime.db, runtime.store, now=now.replace(tzinfo=dt.UTC))
     left = {(r["project_id"], r["v"]) for r in runtime.store.rows("SELECT project_id, v FROM t_retained")}
     assert left == {(a, 1), (b, 1), (b, 10)}
-
-
-@pytest.fixture
-def tenant_factory_rt(runtime):  # type: ignore[no-untyped-def]
-    from conftest import make_tenant
-
-    return lambda name: make_tenant(runtime.db, name).project_id
