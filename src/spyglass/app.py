@@ -25,7 +25,8 @@ log = structlog.get_logger("spyglass.http")
 
 #: Feature modules that define routers and telemetry tables; imported when the app is built.
 FEATURES = ["spyglass.kernel.api", "spyglass.kernel.web.pages", "spyglass.errors.ingest",
-            "spyglass.errors.security"]
+            "spyglass.errors.security",
+            "spyglass.otel"]
 
 
 class RequestLog(BaseHTTPMiddleware):

@@ -50,6 +50,8 @@ class Settings:
     retention_interval_s: int = 3600
     login_max_failures: int = 10
     login_window_s: int = 900
+    #: OTLP/gRPC receiver port (OpenTelemetry's default 4317), on ``host``; 0 disables it.
+    otlp_grpc_port: int = 4317
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -1,0 +1,90 @@
+"""OTLP/HTTP: ``POST /v1/traces``, ``/v1/metrics`` and ``/v1/logs`` on the main port.
+
+Per the OTLP specification: binary protobuf or JSON in, the matching
+``Export*ServiceResponse`` out in the same content type; errors carry a ``google.rpc.Status``
+body. 400 for a malformed body, 401 for a missing or wrong key, 413 past 64 MiB (before or
+after decompression), 415 for another content type, 429/503 with ``Retry-After`` when the
+writer cannot take more (OTLP exporters retry those).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from spyglass.kernel.ingest.decode import BodyError, read_body
+from spyglass.kernel.ingest.writer import Overloaded, WriteFailed, WriterStopped
+from spyglass.otel import ingest
+from spyglass.otel.auth import AuthError, KeyCache, key_from_headers
+from spyglass.otel.decode import JSON, PROTOBUF, SIGNALS, DecodeError, media_type, parse, \
+    render, status_body
+
+router = APIRouter(tags=["OpenTelemetry"])
+
+# google.rpc.Code values for the Status body of error replies.
+_CODES = {400: 3, 401: 16, 413: 8, 415: 3, 429: 8, 503: 14}
+
+
+def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None,
+           ) -> Response:
+    return Response(status_body(_CODES.get(status, 2), message, kind), status_code=status,
+                    media_type=kind, headers=headers)
+
+
+async def _project(request: Request) -> int:
+    key = key_from_headers(request.headers.get)
+    cache: KeyCache = request.app.state.otel_keys
+    hit, project_id = cache.cached(key)
+    if not hit:
+        project_id = await run_in_threadpool(cache.lookup, key)
+    if project_id is None:
+        raise AuthError("this key is not an active ingest key")
+    return project_id
+
+
+async def export(request: Request, name: str) -> Response:
+    signal = SIGNALS[name]
+    kind = media_type(request.headers.get("content-type", ""))
+    reply_kind = kind or JSON
+    try:
+        project_id = await _project(request)
+    except AuthError as exc:
+        return _error(401, str(exc), reply_kind, {"WWW-Authenticate": "Bearer"})
+    if kind is None:
+        return _error(415, f"content type must be {PROTOBUF} or {JSON}", JSON)
+    try:
+        body = await read_body(request, ingest.MAX_BODY, ingest.MAX_BODY)
+        message = parse(signal, body, kind)
+    except BodyError as exc:
+        return _error(exc.status, exc.message, kind)
+    except DecodeError as exc:
+        return _error(400, str(exc), kind)
+    spec, converted = ingest.convert(signal, message, project_id)
+    try:
+        waits = ingest.submit(request.app.state.runtime.writer, request.app.state.otel_resources,
+                              project_id, spec, converted)
+        for future in waits:
+            await asyncio.wrap_future(future)
+    except Overloaded as exc:
+        return _error(429, str(exc), kind, {"Retry-After": str(exc.retry_after)})
+    except (WriteFailed, WriterStopped) as exc:
+        return _error(503, str(exc), kind, {"Retry-After": "5"})
+    ingest.count(signal, "http", converted)
+    return Response(render(ingest.reply(signal, converted), kind), media_type=kind)
+
+
+@router.post("/v1/traces", summary="OTLP/HTTP trace export")
+async def traces(request: Request) -> Response:
+    return await export(request, "traces")
+
+
+@router.post("/v1/metrics", summary="OTLP/HTTP metrics export")
+async def metrics(request: Request) -> Response:
+    return await export(request, "metrics")
+
+
+@router.post("/v1/logs", summary="OTLP/HTTP logs export")
+async def logs(request: Request) -> Response:
+    return await export(request, "logs")
