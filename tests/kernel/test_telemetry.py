@@ -120,3 +120,15 @@ def test_dialect_helpers_agree(store):
     assert [(r["b"], r["n"]) for r in got] == [(start, 60), (start + 3600, 60)]
     assert got[0]["p50"] == pytest.approx(29.5 * 1.5, rel=0.05)
     assert got[0]["services"] == 3
+
+
+def test_numeric_array_columns(store):
+    spec = TableSpec("t_hist", (Column("project_id", "uint64"), Column("timestamp", "datetime"),
+                                Column("bounds", "floats"), Column("counts", "uints")),
+                     order_by=("project_id", "timestamp"))
+    store.ensure_table(spec)
+    store.insert(spec, pa.Table.from_pylist(
+        [{"project_id": 1, "timestamp": T0, "bounds": [0.5, 1.0, 2.5], "counts": [1, 2**63, 3, 0]}],
+        schema=spec.arrow_schema))
+    [row] = store.rows("SELECT bounds, counts FROM t_hist")
+    assert row == {"bounds": [0.5, 1.0, 2.5], "counts": [1, 2**63, 3, 0]}

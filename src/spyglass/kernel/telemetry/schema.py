@@ -27,6 +27,8 @@ TYPES: dict[str, tuple[str, str, pa.DataType]] = {
     "datetime": ("TIMESTAMP", "DateTime64(6, 'UTC')", pa.timestamp("us")),
     "map": ("MAP(VARCHAR, VARCHAR)", "Map(String, String)", pa.map_(pa.string(), pa.string())),
     "strings": ("VARCHAR[]", "Array(String)", pa.list_(pa.string())),
+    "floats": ("DOUBLE[]", "Array(Float64)", pa.list_(pa.float64())),
+    "uints": ("UBIGINT[]", "Array(UInt64)", pa.list_(pa.uint64())),
 }
 
 
