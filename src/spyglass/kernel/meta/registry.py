@@ -6,7 +6,7 @@ when migrations run or are generated.
 
 import importlib
 
-FEATURE_MODEL_MODULES: list[str] = ["spyglass.errors.models"]
+FEATURE_MODEL_MODULES: list[str] = ["spyglass.errors.models", "spyglass.errors.releases"]
 
 
 def import_all_models() -> None:
