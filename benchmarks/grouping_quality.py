@@ -35,13 +35,13 @@ CORPUS_DIR = HERE / "grouping_corpus"
 CORPUS = CORPUS_DIR / "events.jsonl.gz"
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from spyglass.errors.grouping import (  # noqa: E402
+from spyglass.errors.grouping import (
     GroupingConfig,
     SimilarityIndex,
     features_text,
     group_event,
 )
-from spyglass.errors.grouping.embedders import BackendUnavailable, load_embedder  # noqa: E402
+from spyglass.errors.grouping.embedders import BackendUnavailable, load_embedder
 
 THRESHOLDS = {
     "tfidf": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
@@ -62,16 +62,16 @@ def generate(path: Path = CORPUS, seed: int = 20261127, low: int = 5, high: int 
     from sentry_sdk.transport import Transport
 
     sys.path.insert(0, str(CORPUS_DIR))
-    import shopapp.api  # noqa: F401  (each module registers its routes)
-    import shopapp.billing  # noqa: F401
-    import shopapp.catalog  # noqa: F401
-    import shopapp.inventory  # noqa: F401
-    import shopapp.jobs  # noqa: F401
-    import shopapp.notify  # noqa: F401
-    import shopapp.orders  # noqa: F401
-    import shopapp.reports  # noqa: F401
-    import shopapp.search  # noqa: F401
-    import shopapp.storage  # noqa: F401
+    import shopapp.api
+    import shopapp.billing
+    import shopapp.catalog
+    import shopapp.inventory
+    import shopapp.jobs
+    import shopapp.notify
+    import shopapp.orders
+    import shopapp.reports
+    import shopapp.search
+    import shopapp.storage
     import shopapp.users  # noqa: F401
     from shopapp import web
     from sites import SITES
@@ -319,8 +319,8 @@ def main() -> None:
             return f1(*pairwise([row["site"] for row in rows], clusters))
 
         best = max(THRESHOLDS[backend], key=lambda t: score(tune, t))
-        test_hash, test_stats = run_stream(test, None, 1.0)
-        test_merged, merged_stats = run_stream(test, backend, best, vectors)
+        test_hash, _test_stats = run_stream(test, None, 1.0)
+        test_merged, _merged_stats = run_stream(test, backend, best, vectors)
         test_labels = [row["site"] for row in test]
         hp, hr = pairwise(test_labels, test_hash)
         mp, mr = pairwise(test_labels, test_merged)

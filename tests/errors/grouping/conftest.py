@@ -25,6 +25,18 @@ def exception_event(type_: str, value: str, frames: list[dict], **extra: Any) ->
     }
 
 
+@pytest.fixture(name="frame")
+def frame_fixture():
+    """``frame(module, function, lineno=10, in_app=True, **extra)`` builds a Python frame."""
+    return frame
+
+
+@pytest.fixture(name="exception_event")
+def exception_event_fixture():
+    """``exception_event(type, value, frames, **extra)`` builds a one-exception event."""
+    return exception_event
+
+
 @pytest.fixture
 def checkout_error() -> dict:
     return exception_event(

@@ -1,7 +1,5 @@
 import re
 
-from conftest import exception_event, frame
-
 from spyglass.errors.grouping import GroupingConfig, group_event, normalize_js_path
 
 
@@ -20,7 +18,7 @@ def test_shape_of_a_grouping(checkout_error):
                           "filename": "shop/billing.py", "function": "parse_amount"}
 
 
-def test_line_numbers_values_and_system_frames_do_not_change_the_hash(checkout_error, clone):
+def test_line_numbers_values_and_system_frames_do_not_change_the_hash(checkout_error, clone, frame):
     other = clone(checkout_error)
     exc = other["exception"]["values"][0]
     exc["value"] = "invalid amount 'abc' for order 99"
@@ -37,7 +35,7 @@ def test_in_app_frames_matter(checkout_error, clone):
     assert group_event(other).hash != group_event(checkout_error).hash
 
 
-def test_falls_back_to_all_frames_when_none_is_in_app():
+def test_falls_back_to_all_frames_when_none_is_in_app(frame, exception_event):
     event = exception_event("KeyError", "'x'", [frame("lib.a", "f", in_app=False),
                                                 frame("lib.b", "g", in_app=None)])
     g = group_event(event)
@@ -45,7 +43,7 @@ def test_falls_back_to_all_frames_when_none_is_in_app():
     assert g.components == ["type: KeyError", "frame: lib.a in f", "frame: lib.b in g"]
 
 
-def test_recursion_depth_does_not_change_the_hash():
+def test_recursion_depth_does_not_change_the_hash(frame, exception_event):
     def event(depth):
         frames = [frame("app.tree", "main")] + [frame("app.tree", "walk", 5)] * depth
         return exception_event("KeyError", "'c9'", frames)
@@ -55,7 +53,7 @@ def test_recursion_depth_does_not_change_the_hash():
                                                 "frame: app.tree in walk"]
 
 
-def test_chained_exceptions_count_every_type():
+def test_chained_exceptions_count_every_type(frame):
     cause = {"type": "ConnectionResetError", "value": "reset",
              "stacktrace": {"frames": [frame("shop.db", "insert")]}}
     outer = {"type": "DatabaseError", "value": "insert failed for id=7",
@@ -119,7 +117,7 @@ def test_client_fingerprint_and_default_expansion(checkout_error, clone):
     assert group_event(other).hash == g.hash  # the fingerprint replaces the default grouping
 
 
-def test_fingerprint_rules_come_before_the_client_fingerprint(checkout_error, clone):
+def test_fingerprint_rules_come_before_the_client_fingerprint(checkout_error, clone, frame, exception_event):
     config = GroupingConfig.from_text(
         'error.type:ValueError stack.function:parse_* stack.module:shop.* -> bad-amount title="Bad amount in {{ function }}"\n'
         'message:"*timeout*" -> timeouts, {{ default }}'

@@ -1,13 +1,17 @@
 import pytest
-from conftest import exception_event, frame
 
 from spyglass.errors.grouping import SimilarityIndex, features_text, group_event
 from spyglass.errors.grouping.embedders import BackendUnavailable
 
 
 def site(type_, value, module, function, caller="handle"):
-    return exception_event(type_, value, [
-        frame("shop.web", "dispatch"), frame(module, caller), frame(module, function)])
+    def frame(module, function):
+        return {"module": module, "function": function, "in_app": True, "lineno": 1}
+
+    return {"platform": "python", "exception": {"values": [{
+        "type": type_, "value": value,
+        "stacktrace": {"frames": [frame("shop.web", "dispatch"), frame(module, caller), frame(module, function)]},
+    }]}}
 
 
 ISSUES = {

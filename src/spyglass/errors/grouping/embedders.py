@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["Embedder", "BackendUnavailable", "load_embedder", "EMBEDDERS"]
+__all__ = ["EMBEDDERS", "BackendUnavailable", "Embedder", "load_embedder"]
 
 EMBEDDERS = ("wordllama", "minilm")
 

@@ -10,11 +10,11 @@ from typing import Any
 
 __all__ = [
     "exceptions",
+    "family_of",
     "frames_of",
     "message_of",
-    "family_of",
-    "text",
     "tags_of",
+    "text",
 ]
 
 _JAVASCRIPT = frozenset({"javascript", "node", "react-native", "electron"})

@@ -7,6 +7,7 @@ exception value and the message are parameterized first.
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -47,7 +48,7 @@ def _add_text(out: dict[str, float], prefix: str, text: str, scale: float) -> No
     words = _words(text)
     for word in words:
         _add(out, f"{prefix}:{word}", W_WORD * scale)
-    for first, second in zip(words, words[1:]):
+    for first, second in itertools.pairwise(words):
         _add(out, f"{prefix}2:{first} {second}", W_BIGRAM * scale)
 
 
@@ -76,7 +77,7 @@ def features(event: dict[str, Any], config: GroupingConfig | None = None) -> dic
         for frame in frames:
             _add(out, f"frame:{frame.label}", W_FRAME * scale)
             _add(out, f"module:{frame.name}", W_MODULE * scale)
-        for caller, callee in zip(frames, frames[1:]):
+        for caller, callee in itertools.pairwise(frames):
             _add(out, f"call:{caller.label}>{callee.label}", W_FRAME_PAIR * scale)
         if frames:
             _add(out, f"top:{frames[-1].label}", W_TOP_FRAME * scale)

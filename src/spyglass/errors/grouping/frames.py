@@ -8,19 +8,20 @@ hashes and versions that bundlers put in file names (``main.8e2f1a3b.js`` is ``m
 
 from __future__ import annotations
 
+import itertools
 import re
 from functools import lru_cache
 from typing import Any
 
 from .event import text
 
-__all__ = ["Frame", "normalize_js_path", "make_frames", "collapse_recursion"]
+__all__ = ["Frame", "collapse_recursion", "make_frames", "normalize_js_path"]
 
 
 class Frame:
     """One frame with the fields matchers read and the two flags rules may flip."""
 
-    __slots__ = ("module", "function", "abs_path", "filename", "package", "in_app", "group", "name")
+    __slots__ = ("abs_path", "filename", "function", "group", "in_app", "module", "name", "package")
 
     def __init__(self, raw: dict[str, Any], javascript: bool) -> None:
         self.module = text(raw.get("module"))
@@ -80,7 +81,7 @@ def _hashy(token: str) -> bool:
     if len(token) >= 8 and token.replace("_", "").isalnum():
         # Base64 content hashes (Vite, esbuild) mix digits and letters, or flip case far more
         # often than a CamelCase name does ("BfZaXyKd" against "DataGrid").
-        flips = sum(a.isupper() != b.isupper() for a, b in zip(token, token[1:]))
+        flips = sum(a.isupper() != b.isupper() for a, b in itertools.pairwise(token))
         return has_digit or flips >= 4
     return False
 

@@ -22,11 +22,11 @@ from .event import exceptions, family_of, frames_of, message_of, tags_of, text
 from .frames import Frame, make_frames
 from .matchers import EventFacts
 from .parameterize import parameterize
-from .rules import VARIABLES, FingerprintRule
 from .rules import VARIABLE_PATTERN as _VARIABLE
+from .rules import VARIABLES, FingerprintRule
 from .stackrules import apply_stacktrace_rules
 
-__all__ = ["Grouping", "group_event", "Analysis", "VARIANTS"]
+__all__ = ["VARIANTS", "Analysis", "Grouping", "group_event"]
 
 VARIANTS = (
     "custom-fingerprint",
@@ -61,7 +61,7 @@ class Grouping:
 class ChainedException:
     """One exception of the chain with its frames after the stack trace rules ran."""
 
-    __slots__ = ("type", "value", "frames", "max_frames")
+    __slots__ = ("frames", "max_frames", "type", "value")
 
     def __init__(self, raw: dict[str, Any], javascript: bool) -> None:
         self.type = text(raw.get("type"))

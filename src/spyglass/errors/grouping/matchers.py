@@ -14,7 +14,7 @@ from .event import exceptions, family_of, message_of, tags_of, text
 from .frames import Frame
 from .glob import compile_glob
 
-__all__ = ["Matcher", "EventFacts", "make_matcher", "UnknownMatcher", "FRAME_KEYS"]
+__all__ = ["FRAME_KEYS", "EventFacts", "Matcher", "UnknownMatcher", "make_matcher"]
 
 # alias -> canonical key
 _ALIASES = {
@@ -53,8 +53,18 @@ class UnknownMatcher(ValueError):
 class EventFacts:
     """The event-level values matchers compare against, read once per event."""
 
-    __slots__ = ("types", "values", "mechanisms", "messages", "logger", "level", "tags",
-                 "family", "release", "transaction")
+    __slots__ = (
+        "family",
+        "level",
+        "logger",
+        "mechanisms",
+        "messages",
+        "release",
+        "tags",
+        "transaction",
+        "types",
+        "values",
+    )
 
     def __init__(self, event: dict[str, Any]) -> None:
         chain = exceptions(event)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["parameterize", "PLACEHOLDERS"]
+__all__ = ["PLACEHOLDERS", "parameterize"]
 
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?"
 _WEEKDAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,?"
@@ -38,24 +38,30 @@ _COMMON: list[tuple[str, str]] = [
     ("uuid", rf"{_S}[0-9a-fA-F]{{8}}-?[0-9a-fA-F]{{4}}-?[0-9a-fA-F]{{4}}-?[0-9a-fA-F]{{4}}-?[0-9a-fA-F]{{12}}{_E}"),
     (
         "datetime",
-        rf"(?=\d){_S}(?:{_ISO_DATE}[T ]{_TIME}{_ZONE}"  # ISO 8601 and SQL
-        rf"|\d{{1,2}}/{_MONTH}/\d{{4}}:{_TIME}(?:\s[+-]\d{{4}})?"  # common log format
-        rf"|{_SLASH_DATE}[ ,]+{_TIME})",
+        (
+            rf"(?=\d){_S}(?:{_ISO_DATE}[T ]{_TIME}{_ZONE}"  # ISO 8601 and SQL
+            rf"|\d{{1,2}}/{_MONTH}/\d{{4}}:{_TIME}(?:\s[+-]\d{{4}})?"  # common log format
+            rf"|{_SLASH_DATE}[ ,]+{_TIME})"
+        ),
     ),
     ("date", rf"(?=\d){_S}(?:{_ISO_DATE}|{_SLASH_DATE}){_E}"),
     (
         "ip",
-        r"(?=[0-9a-fA-F:])(?<![\w:.>])(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?::\d{1,5})?"
-        rf"|(?:{_H}:){{7}}{_H}|(?:{_H}:){{1,6}}:(?:{_H}(?::{_H}){{0,5}})?|::{_H}(?::{_H}){{0,6}})"
-        r"(?![\w:.<])",
+        (
+            r"(?=[0-9a-fA-F:])(?<![\w:.>])(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?::\d{1,5})?"
+            rf"|(?:{_H}:){{7}}{_H}|(?:{_H}:){{1,6}}:(?:{_H}(?::{_H}){{0,5}})?|::{_H}(?::{_H}){{0,6}})"
+            r"(?![\w:.<])"
+        ),
     ),
     ("time", rf"(?=\d)(?<![\w:>]){_TIME}(?![\w:<])"),
     # Long hex runs only count when they hold a digit and a letter, so English words spelled
     # with a-f ("facade", "deadbeef") and plain numbers stay what they are.
     (
         "hex",
-        rf"(?=[0-9a-fA-F]){_S}(?:0[xX][0-9a-fA-F]+"
-        rf"|(?=[0-9a-fA-F]*[0-9])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{{7,}}){_E}",
+        (
+            rf"(?=[0-9a-fA-F]){_S}(?:0[xX][0-9a-fA-F]+"
+            rf"|(?=[0-9a-fA-F]*[0-9])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{{7,}}){_E}"
+        ),
     ),
     ("duration", r"(?=\d)(?<![\w.>])\d+(?:\.\d+)?(?:ms|us|µs|ns|s|sec|secs|m|min|mins|h|hrs?|d)" + _E),
     ("float", r"(?=[-+\d])(?<![\w.>])[-+]?\d+\.\d+(?:[eE][-+]?\d+)?(?![\w.<])"),

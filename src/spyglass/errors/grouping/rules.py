@@ -26,15 +26,15 @@ from dataclasses import dataclass, field
 from .matchers import Matcher, UnknownMatcher, make_matcher
 
 __all__ = [
-    "RuleSyntaxError",
-    "FingerprintRule",
-    "StacktraceRule",
-    "Action",
-    "Rule",
-    "parse_fingerprint_rules",
-    "parse_stacktrace_rules",
     "VARIABLES",
     "VARIABLE_PATTERN",
+    "Action",
+    "FingerprintRule",
+    "Rule",
+    "RuleSyntaxError",
+    "StacktraceRule",
+    "parse_fingerprint_rules",
+    "parse_stacktrace_rules",
 ]
 
 

@@ -16,6 +16,7 @@ An index belongs to one project, lives in memory, and is not thread-safe; ``to_b
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import zlib
 from typing import Any
@@ -27,7 +28,7 @@ from .embedders import EMBEDDERS, BackendUnavailable, load_embedder
 from .features import features, features_text
 from .group import Analysis
 
-__all__ = ["SimilarityIndex", "MERGE_THRESHOLDS", "BackendUnavailable"]
+__all__ = ["MERGE_THRESHOLDS", "BackendUnavailable", "SimilarityIndex"]
 
 _FORMAT = 1
 _DIM = 1 << 18
@@ -115,7 +116,7 @@ class _SparseStore:
     def load(self, arrays: Any) -> None:
         offsets = np.concatenate([[0], np.cumsum(arrays["lengths"])])
         cols, vals = arrays["cols"], arrays["vals"]
-        for start, end in zip(offsets[:-1], offsets[1:]):
+        for start, end in itertools.pairwise(offsets):
             self.append((cols[start:end].astype(np.int32), vals[start:end].astype(np.float32)))
 
 
