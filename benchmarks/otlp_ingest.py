@@ -244,6 +244,22 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name of a process (threads of one name added up)."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1: stat.rindex(")")]
+        name = "main (event loop)" if task.name == str(pid) else name
+        fields = stat.rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        out[name] = out.get(name, 0.0) + cpu
+    return out
+
+
 async def _load(url: str, key: str, bodies: list[bytes], senders: int, seconds: float,
                 warmup: float, server_pid: int) -> dict[str, float]:
     headers = {"content-type": "application/x-protobuf", "x-spyglass-key": key}
@@ -276,10 +292,15 @@ async def _load(url: str, key: str, bodies: list[bytes], senders: int, seconds: 
                 else:
                     raise RuntimeError(f"unexpected {resp.status_code}: {resp.text[:300]}")
 
+    threads: dict[str, float] = {}
+
     async def meter() -> tuple[float, float]:
         await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
         server0, self0 = _cpu_seconds(server_pid), time.process_time()
+        threads0 = _thread_cpu(server_pid)
         await asyncio.sleep(max(0.0, stop_at - time.perf_counter()))
+        for name, cpu in _thread_cpu(server_pid).items():
+            threads[name] = cpu - threads0.get(name, 0.0)
         return _cpu_seconds(server_pid) - server0, time.process_time() - self0
 
     *_, (server_cpu, load_cpu) = await asyncio.gather(*(sender(i) for i in range(senders)),
@@ -292,6 +313,9 @@ async def _load(url: str, key: str, bodies: list[bytes], senders: int, seconds: 
         "server_cpu_us_per_span": server_cpu / max(acked_after_warmup, 1) * 1e6,
         "load_cpu_us_per_span": load_cpu / max(acked_after_warmup, 1) * 1e6,
         "server_cores": server_cpu / elapsed,
+        "threads_us_per_span": {name: cpu / max(acked_after_warmup, 1) * 1e6
+                                for name, cpu in sorted(threads.items(), key=lambda kv: -kv[1])
+                                if cpu > 0},
         "refused_requests": refused,
         "p50_ms": latencies[len(latencies) // 2] * 1000 if latencies else 0,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000 if latencies else 0,
@@ -425,6 +449,15 @@ def main() -> None:
               f"({result['server_cores']:.2f} cores busy), load generator "
               f"{result['load_cpu_us_per_span']:.1f} us; machine load average "
               f"{os.getloadavg()[0]:.1f}")
+        per_thread = result["threads_us_per_span"]
+        print(f"[{store}] server CPU by thread (us/span): " + ", ".join(
+            f"{name} {us:.1f}" for name, us in list(per_thread.items())[:5]))
+        main_us = per_thread.get("main (event loop)", 0.0)
+        if main_us:
+            capacity = min(1e6 / main_us, 2e6 / (result["server_cpu_us_per_span"]
+                                                 + result["load_cpu_us_per_span"]))
+            print(f"[{store}] CPU-bound capacity on 2 idle cores (event loop on one core, "
+                  f"all work on two): {capacity:,.0f} spans/s")
         shutil.rmtree(tmp, ignore_errors=True)
     if "duckdb" in stores:
         size = _bytes_per_span_duckdb(args.size_spans)

@@ -163,31 +163,17 @@ _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
 
 
+#: Span columns filled per row, in the order of the tuples ``spans_table`` builds.
+_SPAN_ROW = ("trace_id", "span_id", "parent_span_id", "trace_state", "service", "name", "kind",
+             "start", "duration_ns", "status_code", "status_message", "http_method",
+             "http_route", "http_status_code", "db_system", "peer_service", "scope_name",
+             "scope_version", "events", "links", "resource_id")
+
+
 def spans_table(request: Any, project_id: int, source: str = "otlp") -> Converted:
     """Rows of an ``ExportTraceServiceRequest``."""
-    trace_ids: list[str] = []
-    span_ids: list[str] = []
-    parents: list[str] = []
-    states: list[str] = []
-    services: list[str] = []
-    names: list[str] = []
-    kinds: list[int] = []
-    starts: list[int] = []
-    durations: list[int] = []
-    status_codes: list[int] = []
-    status_messages: list[str] = []
-    methods: list[str] = []
-    routes: list[str] = []
-    http_codes: list[int] = []
-    db_systems: list[str] = []
-    peers: list[str] = []
-    scope_names: list[str] = []
-    scope_versions: list[str] = []
-    events: list[str] = []
-    links: list[str] = []
+    rows: list[tuple[Any, ...]] = []
     attrs = _MapColumn()
-    res = _MapColumn()
-    resource_ids: list[int] = []
     resources: dict[int, tuple[str, dict[str, str]]] = {}
     reasons: Counter[str] = Counter()
     hot = HOT_SPAN_ATTRIBUTES
@@ -235,60 +221,35 @@ def spans_table(request: Any, project_id: int, source: str = "otlp") -> Converte
                         db = db or text[:64]
                     else:
                         peer = text[:256]
-                trace_ids.append(tid.hex())
-                span_ids.append(sid.hex())
-                parents.append(pid.hex())
-                states.append(span.trace_state)
-                services.append(service)
                 name = span.name
-                names.append(name if len(name) <= MAX_VALUE else _clip(name))
-                kinds.append(span.kind & 0xFF)
-                starts.append(start_ns // 1000)
-                durations.append(end_ns - start_ns if end_ns > start_ns else 0)
-                status = span.status
-                status_codes.append(status.code & 0xFF)
-                status_messages.append(_clip(status.message))
-                methods.append(method)
-                routes.append(route)
-                http_codes.append(code if code <= 65535 else 0)
-                db_systems.append(db)
-                peers.append(peer)
-                scope_names.append(scope_name)
-                scope_versions.append(scope_version)
-                events.append(_span_events(span.events) if span.events else "")
-                links.append(_span_links(span.links) if span.links else "")
+                if span.HasField("status"):
+                    status = span.status
+                    status_code, status_message = status.code & 0xFF, _clip(status.message)
+                else:
+                    status_code, status_message = 0, ""
+                events = span.events
+                links = span.links
+                rows.append((
+                    tid.hex(), sid.hex(), pid.hex(), span.trace_state, service,
+                    name if len(name) <= MAX_VALUE else _clip(name), span.kind & 0xFF,
+                    start_ns // 1000, end_ns - start_ns if end_ns > start_ns else 0,
+                    status_code, status_message, method, route,
+                    code if code <= 65535 else 0, db, peer, scope_name, scope_version,
+                    _span_events(events) if events else "", _span_links(links) if links else "",
+                    rid,
+                ))
                 attrs.add(span_attrs)
-                resource_ids.append(rid)
 
-    n = len(trace_ids)
+    n = len(rows)
+    schema = SPANS.arrow_schema
     columns = {
-        "project_id": pa.array([project_id] * n, pa.uint64()),
-        "trace_id": pa.array(trace_ids, pa.string()),
-        "span_id": pa.array(span_ids, pa.string()),
-        "parent_span_id": pa.array(parents, pa.string()),
-        "trace_state": pa.array(states, pa.string()),
-        "service": pa.array(services, pa.string()),
-        "name": pa.array(names, pa.string()),
-        "kind": pa.array(kinds, pa.uint8()),
-        "start": pa.array(starts, pa.timestamp("us")),
-        "duration_ns": pa.array(durations, pa.uint64()),
-        "status_code": pa.array(status_codes, pa.uint8()),
-        "status_message": pa.array(status_messages, pa.string()),
-        "http_method": pa.array(methods, pa.string()),
-        "http_route": pa.array(routes, pa.string()),
-        "http_status_code": pa.array(http_codes, pa.uint16()),
-        "db_system": pa.array(db_systems, pa.string()),
-        "peer_service": pa.array(peers, pa.string()),
-        "scope_name": pa.array(scope_names, pa.string()),
-        "scope_version": pa.array(scope_versions, pa.string()),
-        "attributes": attrs.array(),
-        "resource_id": pa.array(resource_ids, pa.uint64()),
-        "events": pa.array(events, pa.string()),
-        "links": pa.array(links, pa.string()),
-        "source": pa.array([source] * n, pa.string()),
+        name: pa.array(values, schema.field(name).type)
+        for name, values in zip(_SPAN_ROW, zip(*rows) if rows else [()] * len(_SPAN_ROW))
     }
-    return Converted(_table(SPANS.arrow_schema, columns), sum(reasons.values()), reasons,
-                     resources)
+    columns["project_id"] = pa.array([project_id] * n, pa.uint64())
+    columns["attributes"] = attrs.array()
+    columns["source"] = pa.array([source] * n, pa.string())
+    return Converted(_table(schema, columns), sum(reasons.values()), reasons, resources)
 
 
 def _span_events(items: Any) -> str:
