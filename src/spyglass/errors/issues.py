@@ -89,7 +89,8 @@ class IssueResolver:
         self.cache = HashCache()
         self._indexes: dict[int, SimilarityIndex] = {}
         self._loaded_upto: dict[int, int] = {}
-        self._create_lock = threading.Lock()
+        # Guards new-hash placement and the similarity indexes, which are not thread-safe.
+        self._create_lock = threading.RLock()
 
     def resolve(self, project_id: int, grouping: Grouping, event: dict[str, Any],
                 similarity: bool) -> int:
@@ -155,8 +156,17 @@ class IssueResolver:
                 continue  # a concurrent process took this short id
         raise RuntimeError("could not allocate an issue short id")
 
+    def similar(self, s: Session, project_id: int, event: dict[str, Any], k: int = 5,
+                exclude: int | None = None) -> list[tuple[int, float]]:
+        """Issues that look like ``event``, best first, with scores in [0, 1]."""
+        with self._create_lock:
+            hits = self.index(s, project_id).nearest(event, k=k + 1)
+        return [(i, score) for i, score in hits if i != exclude][:k]
+
     def index(self, s: Session, project_id: int) -> SimilarityIndex:
-        """The project's similarity index, topped up with issues other processes created."""
+        """The project's similarity index, topped up with issues other processes created.
+
+        Callers must hold the resolver's lock (``similar`` does)."""
         index = self._indexes.get(project_id)
         if index is None:
             index = self._indexes[project_id] = SimilarityIndex()
