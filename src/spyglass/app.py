@@ -26,6 +26,7 @@ log = structlog.get_logger("spyglass.http")
 #: Feature modules that define routers and telemetry tables; imported when the app is built.
 FEATURES = ["spyglass.kernel.api", "spyglass.kernel.web.pages", "spyglass.errors.ingest",
             "spyglass.errors.releases",
+            "spyglass.errors.sentry_api",
             "spyglass.errors.security",
             "spyglass.otel"]
 
