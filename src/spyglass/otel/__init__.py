@@ -20,12 +20,14 @@ log = structlog.get_logger(__name__)
 
 
 def install(app: FastAPI) -> None:
-    from spyglass.otel.http import router
+    from spyglass.otel.api import router as api_router
+    from spyglass.otel.http import router as otlp_router
 
     runtime = app.state.runtime
     app.state.otel_keys = KeyCache(runtime.db)
     app.state.otel_resources = ResourceLog(runtime.writer)
-    app.include_router(router)
+    app.include_router(otlp_router)
+    app.include_router(api_router)
     _run_grpc_with_app(app)
 
 
