@@ -128,3 +128,17 @@ def test_messages_follow_sentry_wording():
     assert message("script-src", "eval") == "Blocked unsafe eval() 'script'"
     assert message("form-action", "evil.example") == "Blocked 'form' action to 'evil.example'"
     assert message("connect-src", "api.example") == "Blocked 'connect' from 'api.example'"
+
+
+@pytest.mark.xfail(strict=True, reason="normalize_event does not yet derive contexts.browser/os "
+                   "from request.headers.User-Agent, as Sentry's Relay does for browser events")
+def test_browser_sdk_event_gets_browser_tags_from_user_agent(client, tenant):
+    # What @sentry/browser 11 sends: no browser/os contexts, only the User-Agent header.
+    event = {"event_id": "a" * 32, "platform": "javascript", "level": "error",
+             "exception": {"values": [{"type": "TypeError", "value": "x is undefined"}]},
+             "request": {"url": "http://shop.example/", "headers": {"User-Agent": UA}}}
+    r = client.post(f"/api/{tenant.project_id}/store/?sentry_key={tenant.public_key}",
+                    content=orjson.dumps(event))
+    assert r.status_code == 200, r.text
+    tags = dict(events(client, tenant)[0]["tags"])
+    assert tags["browser.name"] == "Chrome" and tags["os.name"] == "Linux"
