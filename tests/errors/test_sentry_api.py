@@ -148,19 +148,216 @@ def test_release_api_needs_a_token_and_membership(client, tenant_factory):
                        json={"version": "x", "projects": ["owner1-app"]}).status_code == 403
 
 
+# -- issues and events -------------------------------------------------------------------------
+
+
+def charge(order: int) -> None:
+    raise ValueError(f"card declined for order {order}")
+
+
+def lookup(key: str) -> None:
+    {}[key]
+
+
+def make_issues(client, tenant) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+    """Three issues: ValueError (3 events, 2 users), KeyError (1 event), a message."""
+    with sdk(release="shop@1.0", environment="production") as envelopes:
+        for order, user in ((1, "ann"), (2, "bob"), (3, "ann")):
+            sentry_sdk.set_user({"id": user})
+            try:
+                charge(order)
+            except ValueError:
+                sentry_sdk.capture_exception()
+        try:
+            lookup("sku")
+        except KeyError:
+            sentry_sdk.capture_exception()
+        sentry_sdk.capture_message("cache is cold", level="warning")
+    send(client, tenant, envelopes)
+    r = client.get(f"/api/0/projects/{tenant.org}/{slug(client, tenant)}/issues/",
+                   headers=tenant.auth)
+    assert r.status_code == 200, r.text
+    return {i["metadata"].get("type") or i["title"]: i for i in r.json()}
+
+
+def test_issue_list_has_sentrys_fields_and_search(client, tenant_factory):
+    t = tenant_factory("issues")
+    issues = make_issues(client, t)
+    assert set(issues) == {"ValueError", "KeyError", "cache is cold"}
+    value = issues["ValueError"]
+    assert value["shortId"].startswith("ISSUES-APP-") and value["id"].isdigit()
+    assert value["title"] == "ValueError: card declined for order 1"
+    assert (value["count"], value["userCount"]) == ("3", 2)
+    assert value["level"] == "error" and value["status"] == "unresolved"
+    assert value["culprit"] and value["type"] == "error"
+    assert value["metadata"]["value"] == "card declined for order 1"
+    assert value["firstSeen"].endswith("Z") and value["lastSeen"] >= value["firstSeen"]
+    assert value["project"] == {"id": str(t.project_id), "slug": "issues-app",
+                                "name": "issues app", "platform": None}
+    assert value["permalink"].endswith(f"/o/{t.org}/p/issues-app/issues/{value['shortId']}")
+    assert len(value["stats"]["24h"]) == 24 and sum(n for _, n in value["stats"]["24h"]) == 3
+    assert issues["cache is cold"]["level"] == "warning"
+    assert issues["cache is cold"]["metadata"] == {"title": "cache is cold"}
+
+    url = f"/api/0/projects/{t.org}/issues-app/issues/"
+    found = client.get(url, headers=t.auth, params={"query": "is:unresolved error.type:KeyError"})
+    assert [i["title"] for i in found.json()] == ["KeyError: 'sku'"]
+    assert client.get(url, headers=t.auth, params={"query": "level:[warning"}).status_code in (
+        200, 400)
+    by_freq = client.get(url, headers=t.auth, params={"sort": "freq", "limit": 1})
+    assert [i["metadata"].get("type") for i in by_freq.json()] == ["ValueError"]
+    link = links(by_freq)
+    assert link["next"]["results"] == "true" and link["previous"]["results"] == "false"
+    rest = client.get(link["next"]["url"], headers=t.auth)
+    assert len(rest.json()) == 1 and links(rest)["previous"]["results"] == "true"
+    last = client.get(links(rest)["next"]["url"], headers=t.auth)
+    assert len(last.json()) == 1 and links(last)["next"]["results"] == "false"
+    ids = {i["id"] for i in by_freq.json() + rest.json() + last.json()}
+    assert len(ids) == 3
+
+    other = tenant_factory("nosy")
+    assert client.get(url, headers=other.auth).status_code == 404
+    assert client.get(f"/api/0/organizations/{other.org}/issues/{value['id']}/",
+                      headers=other.auth).status_code == 404
+
+
+def test_issue_status_changes(client, tenant_factory):
+    t = tenant_factory("states")
+    issues = make_issues(client, t)
+    issue = issues["ValueError"]
+    url = f"/api/0/organizations/{t.org}/issues/{issue['id']}/"
+    listing = f"/api/0/projects/{t.org}/states-app/issues/"
+
+    r = client.put(url, headers=t.auth, json={"status": "resolved"})
+    assert r.status_code == 200 and r.json()["status"] == "resolved"
+    assert issue["id"] not in {i["id"] for i in client.get(listing, headers=t.auth).json()}
+    resolved = client.get(listing, headers=t.auth, params={"query": "is:resolved"}).json()
+    assert [i["id"] for i in resolved] == [issue["id"]]
+
+    r = client.put(url, headers=t.auth, json={"status": "resolved",
+                                              "statusDetails": {"inNextRelease": True}})
+    assert r.json()["statusDetails"] == {"inNextRelease": True, "inRelease": "shop@1.0"}
+    r = client.put(url, headers=t.auth, json={"status": "resolvedInNextRelease"})
+    assert r.json()["statusDetails"]["inNextRelease"] is True
+
+    r = client.put(url, headers=t.auth, json={"status": "ignored",
+                                              "statusDetails": {"ignoreDuration": 30}})
+    assert r.json()["status"] == "ignored" and "ignoreUntil" in r.json()["statusDetails"]
+    assert r.json()["substatus"] == "archived_until_condition_met"
+    r = client.put(url, headers=t.auth, json={"status": "ignored",
+                                              "statusDetails": {"ignoreCount": 100}})
+    assert r.json()["statusDetails"] == {"ignoreCount": 100}
+    r = client.put(url, headers=t.auth, json={"status": "unresolved"})
+    assert (r.json()["status"], r.json()["statusDetails"]) == ("unresolved", {})
+    assert r.json()["count"] == "3"
+
+    assert client.put(url, headers=t.auth, json={"status": "gone"}).status_code == 400
+    assert client.put(url, headers=t.auth, json={"status": "ignored", "statusDetails": {
+        "ignoreCount": -1}}).status_code == 400
+    # Issues without a release cannot be resolved "in the next release".
+    with sdk(release="") as envelopes:  # "" keeps the SDK from using the git commit
+        sentry_sdk.capture_message("no release here")
+    send(client, t, envelopes)
+    [bare] = [i for i in client.get(listing, headers=t.auth).json()
+              if i["title"] == "no release here"]
+    r = client.put(f"/api/0/organizations/{t.org}/issues/{bare['id']}/", headers=t.auth,
+                   json={"status": "resolvedInNextRelease"})
+    assert r.status_code == 400
+
+    both = [issues["KeyError"]["id"], issues["cache is cold"]["id"]]
+    r = client.put(listing, headers=t.auth, params=[("id", i) for i in both],
+                   json={"status": "resolved"})
+    assert r.status_code == 200 and r.json()["status"] == "resolved"
+    left = {i["id"] for i in client.get(listing, headers=t.auth).json()}
+    assert not left & set(both)
+
+    viewer = tenant_factory("watcher")
+    from spyglass.kernel.auth import accounts
+    from spyglass.kernel.meta.models import Organization, Role
+
+    with client.app.state.runtime.db.session() as s:
+        org = s.query(Organization).filter_by(slug=t.org).one()
+        accounts.set_member(s, org, viewer.email, Role.viewer)
+    assert client.get(url, headers=viewer.auth).status_code == 200
+    assert client.put(url, headers=viewer.auth, json={"status": "resolved"}).status_code == 403
+
+
+def test_issue_events_paginate_both_ways_and_event_detail(client, tenant_factory):
+    t = tenant_factory("events")
+    with sdk(release="shop@2.0", environment="production") as envelopes:
+        sentry_sdk.set_user({"id": "ann", "email": "ann@example.com"})
+        sentry_sdk.set_tag("checkout", "v2")
+        sentry_sdk.add_breadcrumb(category="cart", message="added sku 7")
+        for order in range(5):
+            try:
+                charge(order)
+            except ValueError:
+                sentry_sdk.capture_exception()
+    send(client, t, envelopes)
+    [issue] = client.get(f"/api/0/projects/{t.org}/events-app/issues/", headers=t.auth).json()
+    url = f"/api/0/organizations/{t.org}/issues/{issue['id']}/events/"
+    pages, r = [], client.get(url, headers=t.auth, params={"per_page": 2})
+    while True:
+        assert r.status_code == 200, r.text
+        pages.append([e["eventID"] for e in r.json()])
+        if links(r)["next"]["results"] == "false":
+            break
+        r = client.get(links(r)["next"]["url"], headers=t.auth)
+    assert [len(p) for p in pages] == [2, 2, 1]
+    flat = [e for p in pages for e in p]
+    assert len(set(flat)) == 5
+    back = client.get(links(r)["previous"]["url"], headers=t.auth)
+    assert [e["eventID"] for e in back.json()] == pages[1]
+    first = client.get(links(back)["previous"]["url"], headers=t.auth)
+    assert [e["eventID"] for e in first.json()] == pages[0]
+    assert links(first)["previous"]["results"] == "false"
+
+    summary = client.get(url, headers=t.auth, params={"per_page": 1}).json()[0]
+    assert summary["groupID"] == issue["id"] and summary["projectID"] == str(t.project_id)
+    assert summary["dateCreated"].endswith("Z") and summary["title"].startswith("ValueError")
+    assert {"key": "checkout", "value": "v2"} in summary["tags"]
+    assert summary["user"]["id"] == "ann"
+    full = client.get(url, headers=t.auth, params={"per_page": 1, "full": "true"}).json()[0]
+    assert {e["type"] for e in full["entries"]} >= {"exception", "breadcrumbs"}
+
+    event_id = flat[2]
+    dashed = f"{event_id[:8]}-{event_id[8:12]}-{event_id[12:16]}-{event_id[16:20]}-{event_id[20:]}"
+    detail = client.get(f"/api/0/projects/{t.org}/events-app/events/{dashed}/", headers=t.auth)
+    assert detail.status_code == 200
+    d = detail.json()
+    assert (d["eventID"], d["groupID"], d["release"]["version"]) == (event_id, issue["id"], "shop@2.0")
+    [exc] = [e for e in d["entries"] if e["type"] == "exception"]
+    value = exc["data"]["values"][-1]
+    assert value["type"] == "ValueError" and value["stacktrace"]["frames"][-1]["function"] == "charge"
+    assert d["previousEventID"] == flat[3] and d["nextEventID"] == flat[1]
+    assert d["environment"] == "production" and d["contexts"] is not None
+    missing = client.get(f"/api/0/projects/{t.org}/events-app/events/{'0' * 32}/", headers=t.auth)
+    assert missing.status_code == 404
+    other = tenant_factory("peeker")
+    assert client.get(url, headers=other.auth).status_code == 404
+    assert client.get(f"/api/0/projects/{t.org}/events-app/events/{event_id}/",
+                      headers=other.auth).status_code == 404
+
+
 @pytest.mark.skipif(not Path(SENTRY_CLI).exists(), reason="sentry-cli is not installed")
 def test_sentry_cli_releases_against_a_live_server(server_factory, settings, tmp_path):
-    from conftest import make_tenant
-
+    from spyglass.kernel.auth import accounts
     from spyglass.kernel.meta.db import Database
+    from spyglass.kernel.meta.models import Role
 
     db = Database(settings.metadata_url)
     db.migrate()
-    tenant = make_tenant(db, "cli")
+    with db.session() as s:
+        accounts.create_user(s, "cli@example.com", "correct horse battery")
+        org = accounts.get_or_create_org(s, "org-cli")
+        accounts.set_member(s, org, "cli@example.com", Role.owner)
+        accounts.create_project(s, org, "cli app")
+        user = accounts.user_by_email(s, "cli@example.com")
+        token, org_slug = accounts.create_api_token(s, user, "cli").token, org.slug
     db.close()
     server = server_factory()
-    env = {**os.environ, "SENTRY_URL": server.url, "SENTRY_AUTH_TOKEN": tenant.token,
-           "SENTRY_ORG": tenant.org, "SENTRY_PROJECT": "cli-app", "SENTRY_LOG_LEVEL": "warn"}
+    env = {**os.environ, "SENTRY_URL": server.url, "SENTRY_AUTH_TOKEN": token,
+           "SENTRY_ORG": org_slug, "SENTRY_PROJECT": "cli-app", "SENTRY_LOG_LEVEL": "warn"}
 
     def cli(*args: str) -> str:
         done = subprocess.run([SENTRY_CLI, *args], env=env, capture_output=True, text=True,
@@ -168,9 +365,9 @@ def test_sentry_cli_releases_against_a_live_server(server_factory, settings, tmp
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 
-    auth = {"Authorization": f"Bearer {tenant.token}"}
+    auth = {"Authorization": f"Bearer {token}"}
     assert "Created release 2.1.0" in cli("releases", "new", "2.1.0")
-    httpx.post(f"{server.url}/api/0/organizations/{tenant.org}/repos/", headers=auth,
+    httpx.post(f"{server.url}/api/0/organizations/{org_slug}/repos/", headers=auth,
                json={"name": "acme/shop"}).raise_for_status()
     out = cli("releases", "set-commits", "2.1.0", "--commit", "acme/shop@" + "a" * 40)
     assert "acme/shop" in out
@@ -178,7 +375,7 @@ def test_sentry_cli_releases_against_a_live_server(server_factory, settings, tmp
     cli("releases", "deploys", "2.1.0", "new", "-e", "production")
     assert "2.1.0" in cli("releases", "list")
     assert "2.1.0" in cli("releases", "info", "2.1.0")
-    release = httpx.get(f"{server.url}/api/0/organizations/{tenant.org}/releases/2.1.0/",
+    release = httpx.get(f"{server.url}/api/0/organizations/{org_slug}/releases/2.1.0/",
                         headers=auth).json()
     assert release["dateReleased"] is not None and release["deployCount"] == 1
     assert release["lastCommit"]["id"] == "a" * 40
