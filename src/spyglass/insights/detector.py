@@ -50,27 +50,28 @@ class DetectorParams:
     """One parameter set for every series (chosen on the NAB development subset)."""
 
     season_buckets: int = 24  # buckets per day of the time-of-day profile
-    alpha_level: float = 0.01
+    alpha_level: float = 0.014364
     alpha_season: float = 0.05
-    alpha_scale: float = 0.005
-    clip: float = 2.0  # residuals beyond this many scales are clipped before updating
-    relative_floor: float = 1e-3  # scale floor as a fraction of the series' mean magnitude
-    alpha_shift: float = 0.1  # smoothing of residuals for the level-shift channel
+    alpha_scale: float = 0.0093
+    clip: float = 2.66  # residuals beyond this many scales are clipped before updating
+    relative_floor: float = 3.75e-4  # scale floor as a fraction of the series' mean magnitude
+    alpha_shift: float = 0.028125  # smoothing of residuals for the level-shift channel
     shift_weight: float = 1.5
     alpha_drift: float = 0.02
     drift_weight: float = 1.0
     alpha_vol: float = 0.05
-    vol_weight: float = 1.0
-    raw_floor: float = 1.0  # surprises below about this many scales are never novel
+    vol_weight: float = 1.33
+    raw_floor: float = 1.2369  # surprises below about this many scales are never novel
     memory_decay: float = 0.999  # per-point decay of the remembered largest surprise
     warmup: int = 150
     range_weight: float = 1.5
     range_tolerance: float = 0.1
     range_offset: float = 0.0
-    range_decay: float = 0.0001
+    range_decay: float = 7.5e-5
     refractory: int = 100
     rearm_margin: float = 0.0
     refractory_damping: float = 0.0
+    zclip: float = 20.0  # cap on the standardised residual fed to the smoothed channels
 
 
 PATTERNS = ("spike or dip", "level shift", "drift", "noise burst", "new value range")
@@ -173,8 +174,12 @@ class BatchDetector:
         floor = p.relative_floor * magnitude + 1e-9
         scale = np.maximum(s.scale[ids], floor)
         z = residual / scale
-        shift = (1 - p.alpha_shift) * s.shift[ids] + p.alpha_shift * np.clip(z, -50, 50)
-        drift = (1 - p.alpha_drift) * s.drift[ids] + p.alpha_drift * np.clip(z, -50, 50)
+        # The smoothed channels read the residual capped at ``zclip`` scales: one huge spike
+        # then moves them by at most alpha * zclip and is left to the point channel, instead
+        # of also posing as a level shift (which made recurring spikes alert twice over).
+        capped = np.clip(z, -p.zclip, p.zclip)
+        shift = (1 - p.alpha_shift) * s.shift[ids] + p.alpha_shift * capped
+        drift = (1 - p.alpha_drift) * s.drift[ids] + p.alpha_drift * capped
         volatility = (1 - p.alpha_vol) * s.volatility[ids] + p.alpha_vol * np.minimum(np.abs(z), 50)
 
         # Raw surprise per channel, each in units of its own no-change deviation: the point
