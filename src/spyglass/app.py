@@ -28,6 +28,7 @@ FEATURES = ["spyglass.kernel.api", "spyglass.kernel.web.pages", "spyglass.errors
             "spyglass.errors.releases",
             "spyglass.errors.sentry_api",
             "spyglass.errors.security",
+            "spyglass.errors.pages",
             "spyglass.otel"]
 
 
