@@ -205,7 +205,7 @@ def _free_port() -> int:
 def _start_server(data_dir: Path, clickhouse_url: str) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = dict(os.environ, SPYGLASS_CLICKHOUSE_URL=clickhouse_url, SPYGLASS_JOBS_ENABLED="false",
-               SPYGLASS_OTLP_GRPC_PORT="0", SPYGLASS_LOG_LEVEL="warning")
+               SPYGLASS_OTLP_GRPC_PORT="0")
     log = open(data_dir.parent / "server.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "spyglass", "serve", "--port", str(port),
                              "--data-dir", str(data_dir)], stdout=log, stderr=subprocess.STDOUT,

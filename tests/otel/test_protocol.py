@@ -207,3 +207,21 @@ def test_overload_answers_429_with_retry_after(tiny_writer, live) -> None:  # ty
         with pytest.raises(grpc.RpcError) as info:
             stub.Export(_request(*spans), metadata=live.headers().items())
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_grpc_port_taken_leaves_http_working(settings, tenant_for) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    from fastapi.testclient import TestClient
+
+    from spyglass.app import create_app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings.otlp_grpc_port = taken.getsockname()[1]
+        with TestClient(create_app(settings), base_url=settings.public_url) as client:
+            tenant = tenant_for(client.app)
+            resp = client.post("/v1/traces", content=_request(_span()).SerializeToString(),
+                               headers={**PB, "x-spyglass-key": tenant.public_key})
+            assert resp.status_code == 200

@@ -98,7 +98,8 @@ def start_grpc(runtime: Runtime, port: int, host: str | None = None,
         ],
         maximum_concurrent_rpcs=WORKERS * 4,
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    bound = server.add_insecure_port(f"{address}:{port}")
     server.start()
     log.info("otlp_grpc_listening", host=host, port=bound)
     return GrpcHandle(server, bound)
