@@ -95,6 +95,17 @@ def bootstrap_admin(db: Database, settings: Settings) -> str:
 
 
 @main.command()
+@click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default 8000).")
+@data_dir_option
+def demo(settings: Settings, host: str | None, port: int | None) -> None:
+    """Start the server with a demo organization fed live by a demo app (real sentry-sdk)."""
+    from spyglass.demo import run_demo
+
+    run_demo(settings, host, port)
+
+
+@main.command()
 @data_dir_option
 def migrate(settings: Settings) -> None:
     """Apply metadata schema migrations (Alembic) and create telemetry tables."""
