@@ -220,3 +220,33 @@ def test_project_rate_limit_answers_429_with_sentry_headers(client, tenant_facto
     rows = rt.store.rows("SELECT sum(quantity) AS n FROM outcomes WHERE project_id = {p:UInt64} "
                          "AND outcome = 'rate_limited'", {"p": t.project_id})
     assert rows[0]["n"] == 3
+
+
+def test_transactions_land_in_spans_and_transactions(client, tenant_factory):
+    t = tenant_factory("perf")
+    rt = client.app.state.runtime
+    with sdk(release="api@2", environment="prod", traces_sample_rate=1.0) as envelopes:
+        sentry_sdk.set_user({"id": "u-7"})
+        with sentry_sdk.start_transaction(op="http.server", name="GET /orders/{id}") as tx:
+            with sentry_sdk.start_span(op="db.query", name="SELECT * FROM orders WHERE password = 'x'"):
+                time.sleep(0.01)
+            with sentry_sdk.start_span(op="http.client", name="GET https://payments.example/charge"):
+                pass
+            tx.set_http_status(500)
+    assert [r.status_code for r in send(client, t, envelopes)] == [200] * len(envelopes)
+    [summary] = rt.store.rows(
+        "SELECT name, op, duration_ms, status, user_key, release, environment, trace_id, span_id "
+        "FROM transactions WHERE project_id = {p:UInt64}", {"p": t.project_id})
+    assert (summary["name"], summary["op"], summary["status"]) == \
+        ("GET /orders/{id}", "http.server", "internal_error")
+    assert summary["duration_ms"] >= 10 and summary["user_key"] == "id:u-7"
+    assert (summary["release"], summary["environment"]) == ("api@2", "prod")
+    spans = rt.store.rows(
+        "SELECT span_id, parent_span_id, name, kind, status_code, source FROM spans "
+        "WHERE project_id = {p:UInt64} AND trace_id = {t:String} ORDER BY start",
+        {"p": t.project_id, "t": summary["trace_id"]})
+    assert len(spans) == 3 and {s["source"] for s in spans} == {"sentry"}
+    root = spans[0]
+    assert root["span_id"] == summary["span_id"] and root["kind"] == 2 and root["status_code"] == 2
+    assert {s["parent_span_id"] for s in spans[1:]} == {root["span_id"]}
+    assert [s["kind"] for s in spans[1:]] == [3, 3]

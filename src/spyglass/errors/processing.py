@@ -30,6 +30,8 @@ from spyglass.errors.models import ErrorSettings
 from spyglass.errors.normalize import normalize_event, parse_timestamp
 from spyglass.errors.schema import ATTACHMENTS, EVENTS, FEEDBACK, OUTCOMES, SESSIONS
 from spyglass.errors.scrub import ScrubRules, scrub_event
+from spyglass.errors.transactions import TRANSACTIONS, transaction_rows
+from spyglass.otel.schema import SPANS
 from spyglass.kernel import selfmetrics
 from spyglass.kernel.blobs import BlobStore
 from spyglass.kernel.meta.db import Database
@@ -387,6 +389,15 @@ def _feedback(p: EventProcessor, pid: int, item: Item, ctx: dict[str, Any],
     })
 
 
+def _transaction(p: EventProcessor, pid: int, item: Item, ctx: dict[str, Any],
+                 received: dt.datetime, out: Processed) -> None:
+    event = scrub_event(_json_object(item), p.config(pid).scrub)
+    summary, spans = transaction_rows(pid, event, received, user_key(event))
+    out.add(TRANSACTIONS, summary)
+    for row in spans:
+        out.add(SPANS, row)
+
+
 def _client_report(p: EventProcessor, pid: int, item: Item, ctx: dict[str, Any],
                    received: dt.datetime, out: Processed) -> None:
     r = _json_object(item)
@@ -409,4 +420,5 @@ HANDLERS: dict[str, Handler] = {
     "user_report": _user_report,
     "feedback": _feedback,
     "client_report": _client_report,
+    "transaction": _transaction,
 }
