@@ -12,7 +12,6 @@ from typing import Any
 
 from spyglass.errors.normalize import parse_timestamp, trim
 from spyglass.kernel.telemetry import Column, TableSpec, register_table
-from spyglass.otel.schema import SPANS
 
 TRANSACTIONS = register_table(
     TableSpec(
