@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 HOST   ?= 127.0.0.1
 
-.PHONY: run install test test-embedded test-scaled assets clean
+.PHONY: run demo install test test-embedded test-scaled assets clean
 
 $(BIN)/spyglass: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ install: $(BIN)/spyglass
 ## Install and start Spyglass on embedded storage (SQLite + DuckDB in ./spyglass-data).
 run: install
 	$(BIN)/spyglass serve --host $(HOST) --port $(PORT)
+
+## Start Spyglass with a demo organization fed live by a demo app (real sentry-sdk).
+demo: install
+	$(BIN)/spyglass demo --host $(HOST) --port $(PORT)
 
 ## Run the whole test suite on both storage stacks.
 test: install test-embedded test-scaled

@@ -45,7 +45,7 @@ BROWSER = ("storefront", "javascript")
 #: How far back the simulated history starts, and how fast it catches up with the present.
 HISTORY = dt.timedelta(hours=36)
 CATCH_UP_S = 45.0
-#: Shop requests per second while catching up, then live (about 40% of them fail).
+#: Shop requests per second while catching up, then live (nearly half of them fail).
 RATE_CATCH_UP = 6.0
 RATE_LIVE = 2.0
 FLUSH_EVERY_S = 3.0
