@@ -251,6 +251,11 @@ def test_issue_status_changes(client, tenant_factory):
     assert (r.json()["status"], r.json()["statusDetails"]) == ("unresolved", {})
     assert r.json()["count"] == "3"
 
+    legacy = f"/api/0/issues/{issue['id']}/"
+    assert client.put(legacy, headers=t.auth, json={"status": "resolved"}).json()["status"] == (
+        "resolved")
+    assert client.get(legacy, headers=t.auth).json()["shortId"] == issue["shortId"]
+    assert client.put(legacy, headers=t.auth, json={"status": "unresolved"}).status_code == 200
     assert client.put(url, headers=t.auth, json={"status": "gone"}).status_code == 400
     assert client.put(url, headers=t.auth, json={"status": "ignored", "statusDetails": {
         "ignoreCount": -1}}).status_code == 400
@@ -280,6 +285,10 @@ def test_issue_status_changes(client, tenant_factory):
         accounts.set_member(s, org, viewer.email, Role.viewer)
     assert client.get(url, headers=viewer.auth).status_code == 200
     assert client.put(url, headers=viewer.auth, json={"status": "resolved"}).status_code == 403
+    assert client.put(f"/api/0/issues/{issue['id']}/", headers=viewer.auth,
+                      json={"status": "resolved"}).status_code == 403
+    stranger = tenant_factory("stranger2")
+    assert client.get(f"/api/0/issues/{issue['id']}/", headers=stranger.auth).status_code == 404
 
 
 def test_issue_events_paginate_both_ways_and_event_detail(client, tenant_factory):
@@ -372,6 +381,22 @@ def test_sentry_cli_releases_against_a_live_server(server_factory, settings, tmp
     out = cli("releases", "set-commits", "2.1.0", "--commit", "acme/shop@" + "a" * 40)
     assert "acme/shop" in out
     assert "Finalized release 2.1.0" in cli("releases", "finalize", "2.1.0")
+    # --local reads the commits of the git checkout it runs in and sends them.
+    git = ["git", "-c", "user.name=Ann", "-c", "user.email=ann@example.com"]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "remote", "add", "origin",
+                    "https://github.com/acme/shop.git"], check=True)
+    for message in ("add cart", "fix checkout"):
+        subprocess.run([*git, "-C", str(tmp_path), "commit", "-q", "--allow-empty", "-m", message],
+                       check=True)
+    cli("releases", "new", "2.2.0")
+    # The previous release's head (aaaa…) is not in this history: sentry-cli found it through
+    # previous-with-commits and, told to, starts from scratch as it would against Sentry.
+    cli("releases", "set-commits", "2.2.0", "--local", "--ignore-missing")
+    commits = httpx.get(f"{server.url}/api/0/organizations/{org_slug}/releases/2.2.0/commits/",
+                        headers=auth).json()
+    assert [c["message"].strip() for c in commits] == ["fix checkout", "add cart"]
+    assert commits[0]["author"] == {"name": "Ann", "email": "ann@example.com"}
     cli("releases", "deploys", "2.1.0", "new", "-e", "production")
     assert "2.1.0" in cli("releases", "list")
     assert "2.1.0" in cli("releases", "info", "2.1.0")

@@ -31,7 +31,7 @@ from spyglass.errors.normalize import parse_timestamp
 from spyglass.errors.releases import Deploy, Release, ReleaseError, ReleaseProject, Repository
 from spyglass.errors.state import Change, StateError, change_status
 from spyglass.kernel.auth import accounts
-from spyglass.kernel.auth.deps import Caller, api_caller, db_session, org_access
+from spyglass.kernel.auth.deps import Caller, api_caller, db_session, org_access, project_access
 from spyglass.kernel.meta.models import Organization, Project, Role
 
 router = APIRouter(prefix="/api/0", tags=["sentry-compatible"])
@@ -672,6 +672,31 @@ async def update_issue(org: str, issue_id: str, request: Request,
     if change is not None:
         _apply_change(request, db, issue, change)
     return reply(_one_issue_json(request, db, organization, project, issue))
+
+
+def _issue_anywhere(db: Session, caller: Caller, issue_id: str, need: Role) -> str:
+    """The organization slug of an issue the caller may see (for the unscoped legacy paths)."""
+    issue = db.get(Issue, int(issue_id)) if issue_id.isdigit() and len(issue_id) < 12 else None
+    if issue is None:
+        raise HTTPException(404, "The requested resource does not exist")
+    project, _ = project_access(db, caller, issue.project_id, need)
+    return project.organization.slug
+
+
+@router.get("/issues/{issue_id}/")
+def get_issue_legacy(issue_id: str, request: Request, caller: Caller = Depends(api_caller),
+                     db: Session = Depends(db_session)) -> Response:
+    """``/api/0/issues/{id}/``: the older, organization-less path that many scripts use."""
+    return get_issue(_issue_anywhere(db, caller, issue_id, Role.viewer), issue_id, request,
+                     caller, db)
+
+
+@router.put("/issues/{issue_id}/")
+async def update_issue_legacy(issue_id: str, request: Request,
+                              caller: Caller = Depends(api_caller),
+                              db: Session = Depends(db_session)) -> Response:
+    org = _issue_anywhere(db, caller, issue_id, Role.viewer)
+    return await update_issue(org, issue_id, request, caller, db)
 
 
 @router.put("/projects/{org}/{project}/issues/")
