@@ -56,6 +56,7 @@ def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     """Settings for the selected stack, in a fresh data directory."""
     s = load_settings(tmp_path / "data")
     s.jobs_enabled = False  # tests run jobs explicitly
+    s.otlp_grpc_port = 0  # parallel tests must not fight over 4317; OTel tests pick a free port
     s.log_format = "console"
     if STACK == "scaled":
         s.database_url = request.getfixturevalue("pg_schema_url")
@@ -187,6 +188,7 @@ def start_server(settings: Settings, log_path: Path) -> Server:
         "SPYGLASS_DATABASE_URL": settings.database_url,
         "SPYGLASS_CLICKHOUSE_URL": settings.clickhouse_url,
         "SPYGLASS_JOBS_ENABLED": "false",
+        "SPYGLASS_OTLP_GRPC_PORT": str(settings.otlp_grpc_port),
     })
     log = log_path.open("ab")
     process = subprocess.Popen(

@@ -42,7 +42,7 @@ class Settings:
     default_retention_days: int = 90
     #: Batching writer: flush when this many rows wait, or after this many milliseconds.
     writer_batch_rows: int = 10_000
-    writer_interval_ms: int = 50
+    writer_interval_ms: int = 10
     #: Batching writer: refuse new rows (429/503) once this many are waiting.
     writer_max_pending_rows: int = 200_000
     #: Periodic jobs (retention ...) run on one leader process; disable to run none here.
