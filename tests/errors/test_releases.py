@@ -6,11 +6,11 @@ import datetime as dt
 
 import orjson
 import pytest
+import sentry_sdk
 from sdk_capture import sdk
 from sentry_sdk.sessions import track_session
 from sentry_sdk.utils import event_from_exception
 
-import sentry_sdk
 from spyglass.errors.releases import health
 
 

@@ -37,8 +37,14 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from spyglass.errors.models import Issue
 from spyglass.errors.schema import SESSIONS
-from spyglass.kernel.auth.deps import Caller, api_caller, db_session, org_access, page_caller
-from spyglass.kernel.auth.deps import project_access
+from spyglass.kernel.auth.deps import (
+    Caller,
+    api_caller,
+    db_session,
+    org_access,
+    page_caller,
+    project_access,
+)
 from spyglass.kernel.meta.models import Base, Organization, Project, Role, UTCDateTime, utcnow
 from spyglass.kernel.telemetry import TelemetryStore
 from spyglass.kernel.web import templating
@@ -68,9 +74,9 @@ class Release(Base):
     commits: Mapped[list] = mapped_column(JSON, default=list)  # type: ignore[type-arg]
     #: ``[{"name", "email"}]``, distinct authors of the commits.
     authors: Mapped[list] = mapped_column(JSON, default=list)  # type: ignore[type-arg]
-    projects: Mapped[list["ReleaseProject"]] = relationship(
+    projects: Mapped[list[ReleaseProject]] = relationship(
         back_populates="release", cascade="all, delete-orphan")
-    deploys: Mapped[list["Deploy"]] = relationship(
+    deploys: Mapped[list[Deploy]] = relationship(
         back_populates="release", cascade="all, delete-orphan", order_by="Deploy.id")
 
 
