@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 import sentry_sdk
@@ -192,3 +194,58 @@ def test_releases_endpoint_is_documented(client):
     ref = op["responses"]["200"]["content"]["application/json"]["schema"]["items"]["$ref"]
     props = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]
     assert {"version", "sessions", "crash_free_sessions", "crash_free_users"} <= set(props)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium")
+def test_release_pages_in_a_browser(server_factory, settings):
+    from playwright.sync_api import sync_playwright
+
+    from spyglass.kernel.auth import accounts
+    from spyglass.kernel.meta.db import Database
+    from spyglass.kernel.meta.models import Role
+
+    db = Database(settings.metadata_url)
+    db.migrate()
+    with db.session() as s:
+        accounts.create_user(s, "rel@example.com", "correct horse battery")
+        org = accounts.get_or_create_org(s, "Acme")
+        accounts.set_member(s, org, "rel@example.com", Role.owner)
+        project = accounts.create_project(s, org, "Shop")
+        pid, key = project.id, accounts.active_key(s, project).public_key
+    db.close()
+    server = server_factory()
+    with sdk(release="shop@9.1", environment="production") as envelopes:
+        app_session("ann")
+        app_session("bob", "crashed")
+        app_session("cid", "errored")
+    for e in envelopes:
+        httpx.post(f"{server.url}/api/{pid}/envelope/?sentry_key={key}",
+                   content=e).raise_for_status()
+    shots = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM),
+                                     args=["--headless", "--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1360, "height": 900})
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.goto(f"{server.url}/login?next=/o/acme/p/shop/releases")
+        page.fill("input[name=email]", "rel@example.com")
+        page.fill("input[name=password]", "correct horse battery")
+        page.click("button[type=submit]")
+        page.wait_for_selector("#releases")
+        row = page.locator('tr[data-version="shop@9.1"]')
+        assert row.locator('[data-metric="crash-free-sessions"]').inner_text() == "66.66%"
+        assert row.locator('[data-metric="crash-free-users"]').inner_text() == "66.66%"
+        page.screenshot(path=str(shots / "releases-list.png"), full_page=True)
+        row.locator("a.version").click()
+        page.wait_for_selector("#health-chart .uplot")
+        assert "RuntimeError: worker died" in page.locator("#new-issues").inner_text()
+        page.screenshot(path=str(shots / "release-detail.png"), full_page=True)
+        browser.close()
+    assert problems == []
