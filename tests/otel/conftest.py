@@ -50,8 +50,18 @@ def settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 def tenant_for():  # type: ignore[no-untyped-def]
-    """``tenant_for(app)``: a fresh project with its ingest key in that app's database."""
-    return lambda app, name="otel": make_tenant(app.state.runtime.db, name)
+    """``tenant_for(app or Database)``: a fresh project with its ingest key."""
+    def make(target: Any, name: str = "otel") -> Tenant:
+        db = target.state.runtime.db if hasattr(target, "state") else target
+        return make_tenant(db, name)
+
+    return make
+
+
+@pytest.fixture
+def port() -> Any:
+    """``port()``: a free TCP port on 127.0.0.1."""
+    return free_port
 
 
 @dataclass
