@@ -127,3 +127,19 @@ def test_batch_save_restore_roundtrip(n_series, steps, seed):
     assert restored.params == detector.params
     for name in vars(detector.state):
         np.testing.assert_array_equal(getattr(restored.state, name), getattr(detector.state, name))
+
+
+
+def test_one_huge_spike_barely_moves_the_smoothed_channels():
+    # The level-shift and drift channels read residuals capped at ``zclip`` scales, so one
+    # enormous spike moves them by at most alpha * zclip and is scored as a spike.
+    t, v = seasonal(2501, seed=5)
+    v[2500] += 1e6
+    params = DetectorParams()
+    detector = StreamingDetector(params)
+    results = [detector.update(a, b) for a, b in zip(t, v)]
+    state = detector.batch.state
+    assert results[2500].deviation > params.zclip
+    assert abs(state.shift[0]) <= params.alpha_shift * params.zclip + 0.5
+    assert abs(state.drift[0]) <= params.alpha_drift * params.zclip + 0.5
+    assert results[2500].score > 0.9
