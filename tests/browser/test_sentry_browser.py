@@ -237,7 +237,7 @@ def test_browser_sdk_errors_csp_and_replay_arrive(server_factory, settings, page
     for row, directive in ((csp_script, "script-src-elem"), (csp_image, "img-src")):
         tags = dict(row["tags"])
         assert row["culprit"] == directive and tags["effective-directive"] == directive
-        assert tags["browser.name"] == "Chrome" and tags["os.name"] == "Linux"
+        assert tags["browser.name"] == "HeadlessChrome" and tags["os.name"] == "Linux"
         assert tags["document-uri"].startswith(origin + "/page")
     assert dict(csp_image["tags"])["blocked-uri"] == "evil.example"
 

@@ -41,7 +41,7 @@ CORS = {
 router = APIRouter(include_in_schema=False)
 
 
-def _reply(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+def reply(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     h = dict(CORS)
     if status >= 400:
         h["X-Sentry-Error"] = str(body.get("detail", ""))[:200]
@@ -56,7 +56,7 @@ async def preflight(project_id: str) -> Response:
     return Response(status_code=200, headers=CORS)
 
 
-async def _authorize(request: Request, project_id: str, envelope_dsn: str | None) -> int:
+async def authorize(request: Request, project_id: str, envelope_dsn: str | None) -> int:
     if not project_id.isdigit():
         raise IngestAuthError(404, "project id must be a number")
     key = public_key_of(request, envelope_dsn)
@@ -77,31 +77,31 @@ async def envelope_endpoint(project_id: str, request: Request) -> Response:
         body = await read_body(request, MAX_COMPRESSED, MAX_ENVELOPE)
         envelope = parse_envelope(body)
         dsn = envelope.headers.get("dsn")
-        pid = await _authorize(request, project_id, dsn if isinstance(dsn, str) else None)
+        pid = await authorize(request, project_id, dsn if isinstance(dsn, str) else None)
     except (BodyError, IngestAuthError) as exc:
-        return _reply(exc.status, {"detail": exc.message})
+        return reply(exc.status, {"detail": exc.message})
     except EnvelopeError as exc:
-        return _reply(400, {"detail": str(exc)})
-    return await _ingest(request, pid, envelope)
+        return reply(400, {"detail": str(exc)})
+    return await ingest_envelope(request, pid, envelope)
 
 
 @router.post("/api/{project_id}/store/")
 async def store_endpoint(project_id: str, request: Request) -> Response:
     try:
         body = await read_body(request, MAX_COMPRESSED, MAX_EVENT)
-        pid = await _authorize(request, project_id, None)
+        pid = await authorize(request, project_id, None)
         event = orjson.loads(body)
     except (BodyError, IngestAuthError) as exc:
-        return _reply(exc.status, {"detail": exc.message})
+        return reply(exc.status, {"detail": exc.message})
     except orjson.JSONDecodeError as exc:
-        return _reply(400, {"detail": f"event is not valid JSON: {exc}"})
+        return reply(400, {"detail": f"event is not valid JSON: {exc}"})
     if not isinstance(event, dict):
-        return _reply(400, {"detail": "event must be a JSON object"})
+        return reply(400, {"detail": "event must be a JSON object"})
     item = Item({"type": "event"}, body)
-    return await _ingest(request, pid, Envelope({}, [item]))
+    return await ingest_envelope(request, pid, Envelope({}, [item]))
 
 
-async def _ingest(request: Request, project_id: int, envelope: Envelope) -> Response:
+async def ingest_envelope(request: Request, project_id: int, envelope: Envelope) -> Response:
     service: ErrorService = request.app.state.errors
     limited = service.apply_quotas(project_id, envelope)
     processed = await run_in_threadpool(service.processor.process, project_id, envelope, _now())
@@ -113,17 +113,17 @@ async def _ingest(request: Request, project_id: int, envelope: Envelope) -> Resp
                                for name, rows in processed.rows.items()))
     except Overloaded as exc:
         service.processor.forget_events(project_id, processed)
-        return _reply(429, {"detail": str(exc)}, {"Retry-After": str(exc.retry_after)})
+        return reply(429, {"detail": str(exc)}, {"Retry-After": str(exc.retry_after)})
     except (WriteFailed, WriterStopped) as exc:
         service.processor.forget_events(project_id, processed)
-        return _reply(503, {"detail": str(exc)}, {"Retry-After": "5"})
+        return reply(503, {"detail": str(exc)}, {"Retry-After": "5"})
     header_id = envelope.headers.get("event_id")
     event_id = processed.event_id or (header_id if isinstance(header_id, str) else None)
     body: dict[str, Any] = {"id": event_id} if event_id else {}
     if limited is None:
-        return _reply(200, body)
+        return reply(200, body)
     headers = {"X-Sentry-Rate-Limits": limited.header, "Retry-After": str(limited.retry_after)}
-    return _reply(429 if limited.everything else 200, {**body, "detail": limited.message}, headers)
+    return reply(429 if limited.everything else 200, {**body, "detail": limited.message}, headers)
 
 
 def _now() -> dt.datetime:

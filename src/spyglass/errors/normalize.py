@@ -11,6 +11,8 @@ import datetime as dt
 import uuid
 from typing import Any
 
+from spyglass.errors.useragent import contexts_from_user_agent, user_agent_of
+
 MAX_STRING = 8192
 MAX_FRAMES = 250
 MAX_BREADCRUMBS = 100
@@ -130,6 +132,16 @@ def message_of(event: dict[str, Any]) -> str:
     return _text(message, MAX_STRING)
 
 
+def _derive_contexts(e: dict[str, Any]) -> None:
+    """Browser SDKs send a User-Agent, not contexts: derive browser/os/device as Sentry does."""
+    contexts = e.setdefault("contexts", {})
+    if all(k in contexts for k in ("browser", "os")):
+        return
+    ua = user_agent_of(e)
+    for name, ctx in contexts_from_user_agent(ua).items():
+        contexts.setdefault(name, ctx)
+
+
 def normalize_event(event: dict[str, Any], received: dt.datetime) -> dict[str, Any]:
     """Return a normalized copy of ``event``; ``received`` is naive UTC."""
     e = trim(event)
@@ -168,6 +180,7 @@ def normalize_event(event: dict[str, Any], received: dt.datetime) -> dict[str, A
     for key in ("user", "request", "contexts", "sdk", "extra", "modules"):
         if key in e and not isinstance(e[key], dict):
             e.pop(key)
+    _derive_contexts(e)
     if e.get("fingerprint") is not None and not (
         isinstance(e["fingerprint"], list) and all(isinstance(x, (str, int, float)) for x in e["fingerprint"])
     ):

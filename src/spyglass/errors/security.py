@@ -11,7 +11,6 @@ pipeline as SDK errors, so violations group into issues per directive and blocke
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,7 +20,8 @@ from fastapi import APIRouter, FastAPI, Request, Response
 
 from spyglass.errors.auth import IngestAuthError
 from spyglass.errors.envelope import Envelope, Item
-from spyglass.errors.ingest import CORS, _authorize, _ingest, _reply
+from spyglass.errors.ingest import CORS, authorize, ingest_envelope, reply
+from spyglass.errors.useragent import contexts_from_user_agent
 from spyglass.kernel.ingest.decode import BodyError, read_body
 
 #: Reports are small; a Reporting API batch holds a few dozen at most.
@@ -74,17 +74,17 @@ async def preflight(project_id: str) -> Response:
 async def security_endpoint(project_id: str, request: Request) -> Response:
     try:
         body = await read_body(request, MAX_COMPRESSED, MAX_BODY)
-        pid = await _authorize(request, project_id, None)
+        pid = await authorize(request, project_id, None)
         reports = parse_reports(body)
     except (BodyError, IngestAuthError) as exc:
-        return _reply(exc.status, {"detail": exc.message})
+        return reply(exc.status, {"detail": exc.message})
     except ReportError as exc:
-        return _reply(400, {"detail": str(exc)})
+        return reply(400, {"detail": str(exc)})
     user_agent = request.headers.get("user-agent", "")
     items = [Item({"type": "event"}, orjson.dumps(csp_event(r, user_agent))) for r in reports]
     if not items:  # a Reporting API batch of other report types (deprecation ...)
-        return _reply(200, {})
-    return await _ingest(request, pid, Envelope({}, items))
+        return reply(200, {})
+    return await ingest_envelope(request, pid, Envelope({}, items))
 
 
 def parse_reports(body: bytes) -> list[dict[str, str]]:
@@ -171,38 +171,11 @@ def csp_event(report: dict[str, str], user_agent: str = "") -> dict[str, Any]:
         "tags": tags,
         "csp": {key.replace("-", "_"): value for key, value in report.items()},
         "request": {"url": document, "headers": {"User-Agent": user_agent[:500]}},
-        "contexts": browser_contexts(user_agent),
+        "contexts": contexts_from_user_agent(user_agent),
     }
     if report.get("referrer"):
         event["request"]["headers"]["Referer"] = report["referrer"]
     return event
-
-
-_BROWSERS = [("Edge", r"Edg/([\d.]+)"), ("Opera", r"OPR/([\d.]+)"),
-             ("Firefox", r"Firefox/([\d.]+)"), ("Chrome", r"(?:Headless)?Chrome/([\d.]+)"),
-             ("Safari", r"Version/([\d.]+).*Safari/")]
-_SYSTEMS = [("Windows", r"Windows NT ([\d.]+)"), ("Android", r"Android ([\d.]+)"),
-            ("iOS", r"OS ([\d_]+) like Mac OS X"), ("Mac OS X", r"Mac OS X ([\d_.]+)"),
-            ("Chrome OS", r"CrOS \S+ ([\d.]+)"), ("Linux", r"Linux()")]
-
-
-def browser_contexts(user_agent: str) -> dict[str, Any]:
-    """Browser and OS from the User-Agent, as the browser SDK's events carry them."""
-    contexts: dict[str, Any] = {}
-    for name, pattern in _BROWSERS:
-        found = re.search(pattern, user_agent)
-        if found:
-            contexts["browser"] = {"name": name, "version": found.group(1), "type": "browser"}
-            break
-    for name, pattern in _SYSTEMS:
-        found = re.search(pattern, user_agent)
-        if found:
-            os_ctx = {"name": name, "type": "os"}
-            if found.group(1):
-                os_ctx["version"] = found.group(1).replace("_", ".")
-            contexts["os"] = os_ctx
-            break
-    return contexts
 
 
 def install(app: FastAPI) -> None:
