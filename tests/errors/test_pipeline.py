@@ -250,3 +250,34 @@ def test_transactions_land_in_spans_and_transactions(client, tenant_factory):
     assert root["span_id"] == summary["span_id"] and root["kind"] == 2 and root["status_code"] == 2
     assert {s["parent_span_id"] for s in spans[1:]} == {root["span_id"]}
     assert [s["kind"] for s in spans[1:]] == [3, 3]
+
+
+def test_streamed_span_v2_items(client, tenant_factory):
+    """What streaming SDKs (e.g. @sentry/browser 11) send instead of transactions."""
+    t = tenant_factory("spanv2")
+    rt = client.app.state.runtime
+    now = time.time()
+    payload = {"items": [
+        {"trace_id": "a" * 32, "span_id": "b" * 16, "name": "/checkout", "status": "ok",
+         "is_segment": True, "start_timestamp": now - 1.2, "end_timestamp": now,
+         "attributes": {"sentry.op": {"type": "string", "value": "pageload"},
+                        "sentry.release": {"type": "string", "value": "web@9"},
+                        "sentry.environment": {"type": "string", "value": "prod"},
+                        "user.id": {"type": "string", "value": "42"}}},
+        {"trace_id": "a" * 32, "span_id": "c" * 16, "parent_span_id": "b" * 16,
+         "name": "GET /api/cart", "status": "error", "start_timestamp": now - 1.0,
+         "end_timestamp": now - 0.5,
+         "attributes": {"sentry.op": {"type": "string", "value": "http.client"},
+                        "http.response.status_code": {"type": "integer", "value": 502}}},
+    ]}
+    body = (b'{}\n{"type":"span","item_count":2,"content_type":"application/vnd.sentry.items.span.v2+json"}\n'
+            + orjson.dumps(payload) + b"\n")
+    assert send(client, t, [body])[0].status_code == 200
+    [tx] = rt.store.rows("SELECT name, op, release, environment, user_key, duration_ms FROM transactions "
+                         "WHERE project_id = {p:UInt64}", {"p": t.project_id})
+    assert (tx["name"], tx["op"], tx["release"], tx["environment"], tx["user_key"]) == \
+        ("/checkout", "pageload", "web@9", "prod", "id:42")
+    assert 1100 < tx["duration_ms"] < 1300
+    spans = rt.store.rows("SELECT span_id, kind, status_code, http_status_code FROM spans "
+                          "WHERE project_id = {p:UInt64} ORDER BY start", {"p": t.project_id})
+    assert [(s["kind"], s["status_code"], s["http_status_code"]) for s in spans] == [(1, 0, 0), (3, 2, 502)]

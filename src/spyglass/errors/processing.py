@@ -30,7 +30,7 @@ from spyglass.errors.models import ErrorSettings
 from spyglass.errors.normalize import normalize_event, parse_timestamp
 from spyglass.errors.schema import ATTACHMENTS, EVENTS, FEEDBACK, OUTCOMES, SESSIONS
 from spyglass.errors.scrub import ScrubRules, scrub_event
-from spyglass.errors.transactions import TRANSACTIONS, transaction_rows
+from spyglass.errors.transactions import TRANSACTIONS, streamed_span_rows, transaction_rows
 from spyglass.otel.schema import SPANS
 from spyglass.kernel import selfmetrics
 from spyglass.kernel.blobs import BlobStore
@@ -398,6 +398,18 @@ def _transaction(p: EventProcessor, pid: int, item: Item, ctx: dict[str, Any],
         out.add(SPANS, row)
 
 
+def _span(p: EventProcessor, pid: int, item: Item, ctx: dict[str, Any],
+          received: dt.datetime, out: Processed) -> None:
+    payload = scrub_event(_json_object(item, MAX_EVENT * 10), p.config(pid).scrub)
+    summaries, spans = streamed_span_rows(pid, payload, received)
+    if not spans:
+        raise ItemError("span item without a usable span")
+    for row in summaries:
+        out.add(TRANSACTIONS, row)
+    for row in spans:
+        out.add(SPANS, row)
+
+
 def _client_report(p: EventProcessor, pid: int, item: Item, ctx: dict[str, Any],
                    received: dt.datetime, out: Processed) -> None:
     r = _json_object(item)
@@ -421,4 +433,5 @@ HANDLERS: dict[str, Handler] = {
     "feedback": _feedback,
     "client_report": _client_report,
     "transaction": _transaction,
+    "span": _span,
 }

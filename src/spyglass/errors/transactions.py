@@ -143,3 +143,56 @@ def transaction_rows(project_id: int, event: dict[str, Any], received: dt.dateti
         "source": "sentry", "measurements": measurements,
     }
     return summary, spans
+
+
+def _attr_values(attributes: Any) -> dict[str, Any]:
+    """Span v2 attributes ``{key: {"type": ..., "value": ...}}`` → ``{key: value}``."""
+    if not isinstance(attributes, dict):
+        return {}
+    return {str(k): (v.get("value") if isinstance(v, dict) else v) for k, v in attributes.items()}
+
+
+def streamed_span_rows(project_id: int, payload: dict[str, Any], received: dt.datetime,
+                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows of a ``span`` item: span v2 (``{"items": [...]}``, what streaming SDKs send) or a
+    single v1 span. Segment spans (the local roots) also give a transactions row."""
+    spans = payload.get("items") if isinstance(payload.get("items"), list) else [payload]
+    summaries: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    for raw in spans[:1000]:
+        if not isinstance(raw, dict):
+            continue
+        attrs = _attr_values(raw.get("attributes")) if "attributes" in raw else _strings(raw.get("data"))
+        trace_id = str(raw.get("trace_id") or "").lower()[:32]
+        if len(trace_id) != 32:
+            continue
+        span = {
+            "span_id": raw.get("span_id"), "parent_span_id": raw.get("parent_span_id"),
+            "start_timestamp": raw.get("start_timestamp"),
+            "timestamp": raw.get("end_timestamp", raw.get("timestamp")),
+            "op": attrs.get("sentry.op") or raw.get("op") or "",
+            "status": "ok" if raw.get("status") in ("ok", None) else str(raw.get("status")),
+            "data": attrs,
+        }
+        name = str(raw.get("name") or raw.get("description") or "")
+        segment = bool(raw.get("is_segment")) or attrs.get("sentry.segment.id") == raw.get("span_id")
+        service = str(attrs.get("service.name") or attrs.get("server.address") or "")[:100]
+        row = _span_row(project_id, span, trace_id, service, name, segment, received, {})
+        if row is None:
+            continue
+        rows.append(row)
+        if segment:
+            user = next((f"{k.split('.')[1]}:{attrs[k]}" for k in ("user.id", "user.email",
+                         "user.username", "user.ip_address") if attrs.get(k)), "")
+            summaries.append({
+                "project_id": project_id, "timestamp": row["start"], "trace_id": trace_id,
+                "span_id": row["span_id"],
+                "name": str(attrs.get("sentry.segment.name") or name)[:500],
+                "op": str(span["op"])[:100], "duration_ms": row["duration_ns"] / 1e6,
+                "status": row["status_message"], "http_status_code": row["http_status_code"],
+                "user_key": user[:200], "release": str(attrs.get("sentry.release") or "")[:200],
+                "environment": str(attrs.get("sentry.environment") or "")[:64],
+                "platform": str(attrs.get("sentry.platform") or "")[:32], "service": service,
+                "source": "sentry", "measurements": {},
+            })
+    return summaries, rows
