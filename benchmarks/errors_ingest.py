@@ -52,9 +52,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "errors_ingest"))
 
-import corpus  # noqa: E402
-import loadgen  # noqa: E402
-import servers  # noqa: E402
+import corpus
+import loadgen
+import servers
 
 TARGET_EPS = 2000
 TARGET_P99_MS = 250
@@ -247,7 +247,6 @@ def summarize(rows: list[dict], names: list[str]) -> None:
               f"{s['rss_max_mb']:.0f} MB (< {TARGET_RSS_MB}: "
               f"{'met' if s['rss_max_mb'] < TARGET_RSS_MB else 'MISSED'})")
     if len(med) == 2:
-        s, b = med["spyglass"], med["bugsink"]
         ratios = []
         for run in sorted({r["run"] for r in rows}):
             pair = {r["server"]: r for r in rows if r["run"] == run}

@@ -263,10 +263,10 @@ def start_bugsink(work: Path, workers: int | None = None) -> Server:
     conf = base / "bugsink_conf.py"
     text = conf.read_text().replace(f'"https://127.0.0.1:{port}"', f'"http://127.0.0.1:{port}"')
     conf.write_text(text + BUGSINK_CONF_EXTRA)
-    run = dict(cwd=base, env=env, check=True, capture_output=True)
-    subprocess.run([bugsink_bin("bugsink-manage"), "migrate"], **run)
-    subprocess.run([bugsink_bin("bugsink-manage"), "migrate", "snappea", "--database=snappea"],
-                   **run)
+    manage = bugsink_bin("bugsink-manage")
+    subprocess.run([manage, "migrate"], cwd=base, env=env, check=True, capture_output=True)
+    subprocess.run([manage, "migrate", "snappea", "--database=snappea"], cwd=base, env=env,
+                   check=True, capture_output=True)
     made = subprocess.run([bugsink_bin("bugsink-manage"), "shell", "-c", BUGSINK_PROJECT],
                           cwd=base, env=env, check=True, capture_output=True, text=True)
     line = next(x for x in made.stdout.splitlines() if x.startswith("PROJECT "))
