@@ -29,6 +29,7 @@ FEATURES = ["spyglass.kernel.api", "spyglass.kernel.web.pages", "spyglass.errors
             "spyglass.errors.sentry_api",
             "spyglass.errors.security",
             "spyglass.errors.pages",
+            "spyglass.errors.performance",
             "spyglass.otel"]
 
 
