@@ -324,6 +324,53 @@ def test_roles_tenancy_and_empty_state(client, shop, tenant_factory):
     assert r.status_code == 303 and "/login" in r.headers["location"]
 
 
+def test_opentelemetry_sdk_spans_are_transactions(client, shop):
+    """Server spans from the real OpenTelemetry SDK over OTLP/HTTP join the Sentry ones."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({
+        "service.name": "stock", "service.version": "stock@3",
+        "deployment.environment.name": "production"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("stock.http")
+    for n in range(4):
+        with tracer.start_as_current_span(
+                "GET /stock/{sku}", kind=SpanKind.SERVER,
+                attributes={"http.request.method": "GET", "enduser.id": f"u{n}"}) as server:
+            with tracer.start_as_current_span("SELECT stock", kind=SpanKind.CLIENT,
+                                              attributes={"db.system": "postgresql"}):
+                time.sleep(0.002)
+            if n == 3:
+                server.set_status(Status(StatusCode.ERROR))
+    body = encode_spans(memory.get_finished_spans()).SerializeToString()
+    r = client.post("/v1/traces", content=body, headers={
+        "content-type": "application/x-protobuf", "x-spyglass-key": shop.public_key})
+    assert r.status_code == 200, r.text
+
+    api = f"/api/v1/projects/{shop.project_id}/transactions"
+    rows = {t["name"]: t for t in client.get(api, headers=shop.auth).json()["transactions"]}
+    stock = rows["GET /stock/{sku}"]
+    assert (stock["count"], stock["op"], stock["failures"], stock["users"]) == (
+        4, "http.server", 1, 4)
+    assert stock["users_affected"] == 1 and "SELECT stock" not in rows
+    assert rows["POST /checkout"]["count"] == 3  # the Sentry ones, not counted twice
+    only = client.get(api, params={"release": "stock@3"}, headers=shop.auth).json()
+    assert [t["name"] for t in only["transactions"]] == ["GET /stock/{sku}"]
+    both = client.get(api, params={"environment": "production"}, headers=shop.auth).json()
+    assert both["totals"]["count"] == 11
+
+    login(client, shop.email)
+    page = client.get(shop.base + "/performance/summary",
+                      params={"transaction": "GET /stock/{sku}"}).text
+    assert "stock@3" in page and "SELECT stock" in page and "db.postgresql" in page
+
+
 # -- in the browser -----------------------------------------------------------------------------
 
 
