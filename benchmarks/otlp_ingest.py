@@ -45,10 +45,10 @@ SERVICES = {
 ROUTES = ["/api/cart", "/api/cart/{id}", "/api/products", "/api/products/{id}", "/api/checkout",
           "/api/orders/{id}", "/healthz", "/api/users/{id}/orders"]
 TABLES = ["products", "orders", "order_items", "users", "carts", "stock"]
-AGENTS = ["Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-          "Chrome/131.0.0.0 Safari/537.36",
-          "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 "
-          "(KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+AGENTS = [("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+           "Chrome/131.0.0.0 Safari/537.36"),
+          ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 "
+           "(KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1"),
           "python-httpx/0.28.1"]
 
 
@@ -139,7 +139,7 @@ class _Builder:
                 _kv("http.response.status_code", 200), _kv("peer.service", backend),
             ])
             spans["frontend"].append(client)
-            server = self.span(trace, client.span_id, f"POST /rpc/{{method}}", 2, t + 300_000,
+            server = self.span(trace, client.span_id, "POST /rpc/{method}", 2, t + 300_000,
                                dur - 600_000, [
                                    _kv("http.request.method", "POST"),
                                    _kv("http.route", "/rpc/{method}"),
@@ -202,14 +202,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(data_dir: Path, clickhouse_url: str) -> tuple[subprocess.Popen, str]:
+def _start_server(data_dir: Path, clickhouse_url: str, writer_interval_ms: int | None = None,
+                  ) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = dict(os.environ, SPYGLASS_CLICKHOUSE_URL=clickhouse_url, SPYGLASS_JOBS_ENABLED="false",
                SPYGLASS_OTLP_GRPC_PORT="0")
-    log = open(data_dir.parent / "server.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "spyglass", "serve", "--port", str(port),
-                             "--data-dir", str(data_dir)], stdout=log, stderr=subprocess.STDOUT,
-                            env=env)
+    if writer_interval_ms is not None:
+        env["SPYGLASS_WRITER_INTERVAL_MS"] = str(writer_interval_ms)
+    with open(data_dir.parent / "server.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "spyglass", "serve", "--port", str(port),
+                                 "--data-dir", str(data_dir)], stdout=log,
+                                stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -376,7 +379,7 @@ print(json.dumps(chdb_bytes_per_span({spans})))
 
 
 def chdb_bytes_per_span(spans: int, bodies: list[bytes] | None = None) -> dict[str, float]:
-    import spyglass.otel  # noqa: F401
+    import spyglass.otel  # noqa: F401 -- registers the tables
     from spyglass.kernel.telemetry.clickhouse import ClickHouseStore
     from spyglass.otel.rows import spans_table
     from spyglass.otel.schema import SPANS
@@ -418,6 +421,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=64, help="distinct pre-built requests")
     parser.add_argument("--store", choices=["duckdb", "chdb", "both"], default="both")
     parser.add_argument("--size-spans", type=int, default=200_000)
+    parser.add_argument("--writer-interval-ms", type=int, default=None,
+                        help="override the server's writer_interval_ms (default: its setting)")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
@@ -431,7 +436,7 @@ def main() -> None:
         data_dir = tmp / "data"
         data_dir.mkdir()
         ch_url = f"chdb://{tmp / 'chdb'}" if store == "chdb" else ""
-        proc, url = _start_server(data_dir, ch_url)
+        proc, url = _start_server(data_dir, ch_url, args.writer_interval_ms)
         try:
             pid, key = _project_key(data_dir, ch_url)
             result = asyncio.run(_load(url, key, bodies, args.senders, args.seconds,

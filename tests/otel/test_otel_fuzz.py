@@ -128,7 +128,8 @@ def _decode_and_convert(name: str, body: bytes, kind: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(SIGNALS))
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_json_decoder_only_raises_decode_error(name: str, data: st.DataObject) -> None:
     document = data.draw(JSON_BODIES[name])
@@ -136,13 +137,13 @@ def test_json_decoder_only_raises_decode_error(name: str, data: st.DataObject) -
 
 
 @pytest.mark.parametrize("name", sorted(SIGNALS))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.binary(max_size=300))
 def test_protobuf_decoder_only_raises_decode_error(name: str, body: bytes) -> None:
     _decode_and_convert(name, body, PROTOBUF)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.binary(max_size=200), cut=st.integers(0, 200), flip=st.integers(0, 255))
 def test_mutated_valid_protobuf(body: bytes, cut: int, flip: int) -> None:
     """Valid requests with bytes flipped and cut: the nastiest protobuf inputs."""
@@ -171,7 +172,8 @@ def test_endpoints_never_answer_500(app_client) -> None:  # type: ignore[no-unty
     statuses: set[int] = set()
 
     @settings(max_examples=60, deadline=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                     HealthCheck.data_too_large, HealthCheck.filter_too_much])
     @given(data=st.data(), name=st.sampled_from(sorted(SIGNALS)),
            as_json=st.booleans(), raw=st.binary(max_size=120))
     def check(data: st.DataObject, name: str, as_json: bool, raw: bytes) -> None:

@@ -61,7 +61,7 @@ def _backend(provider: TracerProvider) -> ThreadingHTTPServer:
     tracer = provider.get_tracer("backend.http", "0.1")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 -- http.server's naming
+        def do_GET(self) -> None:
             parent = PROPAGATOR.extract(carrier={k.lower(): v for k, v in self.headers.items()})
             other = SpanContext(0xABCDEF, 0x1234, is_remote=True,
                                 trace_flags=TraceFlags(TraceFlags.SAMPLED))

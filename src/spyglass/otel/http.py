@@ -16,12 +16,27 @@ from starlette.concurrency import run_in_threadpool
 
 from spyglass.kernel.ingest.decode import BodyError, read_body
 from spyglass.kernel.ingest.writer import Overloaded, WriteFailed, WriterStopped
+from spyglass.kernel.telemetry import TableSpec
 from spyglass.otel import ingest
 from spyglass.otel.auth import AuthError, KeyCache, key_from_headers
-from spyglass.otel.decode import JSON, PROTOBUF, SIGNALS, DecodeError, media_type, parse, \
-    render, status_body
+from spyglass.otel.decode import (
+    JSON,
+    PROTOBUF,
+    SIGNALS,
+    DecodeError,
+    Signal,
+    media_type,
+    parse,
+    render,
+    status_body,
+)
+from spyglass.otel.rows import Converted
 
 router = APIRouter(tags=["OpenTelemetry"])
+
+#: Bodies up to this size are decoded on the event loop (a 512-span batch is ~150 KB and takes
+#: a few ms); larger ones in a worker thread, so one 64 MiB request cannot stall the server.
+INLINE_BYTES = 512 * 1024
 
 # google.rpc.Code values for the Status body of error replies.
 _CODES = {400: 3, 401: 16, 413: 8, 415: 3, 429: 8, 503: 14}
@@ -44,6 +59,11 @@ async def _project(request: Request) -> int:
     return project_id
 
 
+def _decode(signal: Signal, body: bytes, kind: str, project_id: int,
+            ) -> tuple[TableSpec, Converted]:
+    return ingest.convert(signal, parse(signal, body, kind), project_id)
+
+
 async def export(request: Request, name: str) -> Response:
     signal = SIGNALS[name]
     kind = media_type(request.headers.get("content-type", ""))
@@ -56,12 +76,14 @@ async def export(request: Request, name: str) -> Response:
         return _error(415, f"content type must be {PROTOBUF} or {JSON}", JSON)
     try:
         body = await read_body(request, ingest.MAX_BODY, ingest.MAX_BODY)
-        message = parse(signal, body, kind)
+        if len(body) <= INLINE_BYTES:
+            spec, converted = _decode(signal, body, kind, project_id)
+        else:
+            spec, converted = await run_in_threadpool(_decode, signal, body, kind, project_id)
     except BodyError as exc:
         return _error(exc.status, exc.message, kind)
     except DecodeError as exc:
         return _error(400, str(exc), kind)
-    spec, converted = ingest.convert(signal, message, project_id)
     try:
         waits = ingest.submit(request.app.state.runtime.writer, request.app.state.otel_resources,
                               project_id, spec, converted)

@@ -107,7 +107,7 @@ def value_json(v: Any) -> Any:
 
 
 def _float_text(d: float) -> str:
-    if d == d and d not in (math.inf, -math.inf) and d.is_integer() and abs(d) < 1e16:
+    if math.isfinite(d) and d.is_integer() and abs(d) < 1e16:
         return str(int(d))
     return repr(d)
 
@@ -123,7 +123,7 @@ def attributes_json(kvs: Any) -> dict[str, Any]:
 class _MapColumn:
     """A map column built as flat keys and values with offsets (no per-row dicts for Arrow)."""
 
-    __slots__ = ("keys", "values", "offsets")
+    __slots__ = ("keys", "offsets", "values")
 
     def __init__(self) -> None:
         self.keys: list[str] = []
