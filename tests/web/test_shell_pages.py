@@ -382,7 +382,7 @@ def test_nav_lists_every_area_in_order(client, user_factory):
     login(client, user)
     page = client.get(f"/o/acme/p/{user.project}/logs").text
     labels = [a.label for a in templating.NAV_AREAS]
-    assert labels == ["Issues", "Replays", "Performance", "Web Vitals", "Analytics", "Traces",
+    assert labels == ["Issues", "Releases", "Replays", "Performance", "Web Vitals", "Analytics", "Traces",
                       "Logs", "Metrics", "Monitors", "Alerts", "Costs", "Security", "Insights"]
     positions = [page.index(f"<span>{label}</span>") for label in labels]
     assert positions == sorted(positions)

@@ -9,6 +9,7 @@ other processes notice too.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections import OrderedDict
@@ -25,6 +26,13 @@ from spyglass.kernel.meta.db import Database
 
 CACHE_SIZE = 200_000
 CACHE_TTL_S = 60.0
+
+
+def _event_time(event: dict[str, Any]) -> dt.datetime:
+    from spyglass.errors.normalize import parse_timestamp
+
+    ts = parse_timestamp(event.get("timestamp"))
+    return ts.replace(tzinfo=dt.UTC) if ts else dt.datetime.now(dt.UTC)
 
 
 def next_short_id(s: Session, project_id: int) -> int:
@@ -146,6 +154,8 @@ class IssueResolver:
                 meta=grouping.metadata, variant=grouping.variant,
                 similarity_text=orjson.dumps(skeleton(event)).decode(),
                 first_release=event.get("release") or "",
+                # The event's own time, as "last seen" is: first never comes after last.
+                first_seen=_event_time(event),
             )
             try:
                 with s.begin_nested():

@@ -476,6 +476,7 @@ def list_project_releases(project_id: int, request: Request, environment: str | 
 
 pages = APIRouter(include_in_schema=False)
 templating.add_template_dir(Path(__file__).parent / "templates")
+templating.register_area("releases", "/o/{org}/p/{project}/releases")
 
 #: Time ranges of the detail page: label → (window, bucket width) in seconds.
 PERIODS = {"24h": (86400, 3600), "7d": (7 * 86400, 6 * 3600), "30d": (30 * 86400, 86400),

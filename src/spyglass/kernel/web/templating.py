@@ -38,6 +38,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 ICONS: dict[str, str] = {
     "issues": '<path d="M10.29 3.86 1.82 18a2 2 0 0 0 1.71 3h16.94a2 2 0 0 0 1.71-3L13.71 3.86a2 2 0 0 0-3.42 0z"/><path d="M12 9v4"/><path d="M12 17h.01"/>',
+    "releases": '<path d="M20.59 13.41 13.42 20.58a2 2 0 0 1-2.83 0L2 12V2h10l8.59 8.59a2 2 0 0 1 0 2.82z"/><path d="M7 7h.01"/>',
     "replays": '<circle cx="12" cy="12" r="10"/><polygon points="10 8 16 12 10 16 10 8"/>',
     "performance": '<polygon points="13 2 3 14 12 14 11 22 21 10 12 10 13 2"/>',
     "web-vitals": '<polyline points="22 12 18 12 15 21 9 3 6 12 2 12"/>',
@@ -96,6 +97,9 @@ NAV_AREAS: list[NavArea] = [
     NavArea("issues", "Issues", "Application",
             "Groups errors and exceptions sent by Sentry SDKs into issues you can triage, "
             "assign and resolve."),
+    NavArea("releases", "Releases", "Application",
+            "Shows each release's adoption, crash-free sessions and users, and the issues it "
+            "introduced."),
     NavArea("replays", "Replays", "Application",
             "Plays back recorded browser sessions next to the errors that happened in them."),
     NavArea("performance", "Performance", "Application",
