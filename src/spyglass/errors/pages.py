@@ -28,6 +28,7 @@ from spyglass.errors import queries
 from spyglass.errors import search as searching
 from spyglass.errors.grouping import GroupingConfig, RuleSyntaxError
 from spyglass.errors.models import ErrorSettings, Issue, IssueStatus
+from spyglass.errors.processing import derived_tags
 from spyglass.errors.state import Change, StateError, change_status, merge, unmerge
 from spyglass.kernel.auth import accounts
 from spyglass.kernel.auth.deps import Caller, db_session, org_access, page_caller
@@ -174,14 +175,28 @@ def filesize(n: int | None) -> str:
     return f"{n} B"
 
 
-def pretty(value: Any) -> str:
-    """A value for display: strings as they are, anything else as indented JSON."""
+def pretty(value: Any, indent: int = 0) -> str:
+    """A value for display: strings as sent (SDKs send Python/JS reprs), containers indented."""
+    pad = "  " * (indent + 1)
     if isinstance(value, str):
         return value
-    try:
-        return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
-    except TypeError:
-        return str(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        inner = ",\n".join(f"{pad}{k}: {pretty(v, indent + 1)}" for k, v in value.items())
+        return "{\n" + inner + "\n" + "  " * indent + "}"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
+        if all(not isinstance(v, (dict, list, tuple)) for v in value) and len(str(value)) < 80:
+            return "[" + ", ".join(pretty(v) for v in value) + "]"
+        inner = ",\n".join(pad + pretty(v, indent + 1) for v in value)
+        return "[\n" + inner + "\n" + "  " * indent + "]"
+    return str(value)
 
 
 def sparkline(series: queries.Series | None, width: int = 128, height: int = 26) -> Markup:
@@ -350,7 +365,9 @@ def event_view(data: dict[str, Any], newest_first: bool | None = None) -> dict[s
         "exceptions": exceptions,
         "threads": threads,
         "message": data.get("message") if isinstance(data.get("message"), str) else "",
-        "tags": [t for t in data.get("tags") or [] if isinstance(t, list) and len(t) == 2],
+        # The event's own tags plus the ones derived from it (release, browser, url ...).
+        "tags": sorted((k, v) for k, v in derived_tags(data).items()
+                       if k not in queries.HIDDEN_TAGS),
         "breadcrumbs": breadcrumbs_view(data),
         "request": request_view(data.get("request")),
         "user": _dict_items(data.get("user")),
