@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
+import sentry_sdk
 from sdk_capture import sdk
 from sqlalchemy import select
 
-import sentry_sdk
 from spyglass.errors.models import ErrorSettings, Issue
 from spyglass.kernel.auth import accounts
 from spyglass.kernel.meta.models import Role

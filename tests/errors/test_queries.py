@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sdk_capture import sdk
-from sentry_sdk.attachments import Attachment
-
 import sentry_sdk
+from sdk_capture import sdk
+
 from spyglass.errors import queries
 from spyglass.errors.models import Issue
 from spyglass.errors.state import Change, IssueStatus, change_status

@@ -254,7 +254,7 @@ def bar_chart(series: queries.Series, height: int = 120) -> Markup:
 def _nice_ceiling(n: int) -> int:
     if n <= 4:
         return max(n, 1) if n <= 1 else 4 if n > 2 else 2
-    magnitude = 10 ** int(math.floor(math.log10(n)))
+    magnitude = 10 ** math.floor(math.log10(n))
     for m in (1, 2, 2.5, 5, 10):
         if n <= m * magnitude:
             return int(m * magnitude)
@@ -815,7 +815,7 @@ def attachment_download(
     caller: Caller = Depends(page_caller),
     db: Session = Depends(db_session),
 ) -> Response:
-    org, project, _ = _project(db, caller, org_slug, project_slug, Role.viewer)
+    _, project, _ = _project(db, caller, org_slug, project_slug, Role.viewer)
     issue = _issue_or_404(db, project, short_id)
     store = _store(request)
     event = queries.get_event(store, project.id, event_id)

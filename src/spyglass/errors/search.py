@@ -132,7 +132,7 @@ def parse_instant(value: str, now: dt.datetime) -> tuple[str, dt.datetime]:
         at = now - dt.timedelta(seconds=int(rel.group(1)) * UNITS[rel.group(2)])
         return {">": "<", ">=": "<=", "<": ">", "<=": ">="}[op], at
     try:
-        at = dt.datetime.fromisoformat(rest.replace("Z", "+00:00"))
+        at = dt.datetime.fromisoformat(rest)
     except ValueError:
         raise SearchError(f"not a time: {value!r} (try -24h, +7d or >2024-05-01)") from None
     if at.tzinfo is not None:
@@ -227,7 +227,7 @@ def default(query: str | None) -> str:
 
 def with_key(query: str, key: str, value: str | None) -> str:
     """``query`` with every ``key:`` term replaced by ``key:value`` (removed when None)."""
-    kept = [t for t in tokens(query) if not re.match(rf"^!?{re.escape(key)}:", t, re.I)]
+    kept = [t for t in tokens(query) if not re.match(rf"^!?{re.escape(key)}:", t, re.IGNORECASE)]
     if value:
         v = f'"{value}"' if (" " in value or '"' in value) else value
         kept.insert(0, f"{key}:{v}")
@@ -237,7 +237,7 @@ def with_key(query: str, key: str, value: str | None) -> str:
 def value_of(query: str, key: str) -> str | None:
     """The value of the first (non-negated) ``key:`` term, unquoted."""
     for t in tokens(query):
-        m = re.match(rf"^{re.escape(key)}:(.*)$", t, re.I)
+        m = re.match(rf"^{re.escape(key)}:(.*)$", t, re.IGNORECASE)
         if m:
             return _unquote(m.group(1))
     return None
