@@ -31,7 +31,7 @@ import httpx
 import orjson
 
 from spyglass.config import Settings
-from spyglass.errors.security import browser_contexts
+from spyglass.errors.useragent import contexts_from_user_agent
 from spyglass.kernel.auth import accounts
 from spyglass.kernel.auth.passwords import hash_password
 from spyglass.kernel.meta.db import Database
@@ -476,7 +476,7 @@ def browser_error(rng: random.Random, release: str, user: DemoUser, ua: str,
         "user": {"id": user.id, "email": user.email},
         "tags": {"plan": user.plan},
         # What Sentry's ingest derives from the User-Agent (the SDK itself sends no contexts).
-        "contexts": browser_contexts(ua),
+        "contexts": contexts_from_user_agent(ua),
         "breadcrumbs": {"values": [
             {"timestamp": at.timestamp() - 4, "category": "navigation",
              "data": {"from": "/", "to": "/cart"}},

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from spyglass.errors.auth import IngestAuthError, public_key_of
 from spyglass.errors.envelope import Envelope, EnvelopeError, Item, parse_envelope
+from spyglass.errors.processing import Processed
 from spyglass.errors.schema import OUTCOMES
-from spyglass.errors.service import ErrorService
-from spyglass.kernel.auth.accounts import project_for_key
-from spyglass.kernel.ingest.decode import BodyError, read_body
+from spyglass.errors.service import ErrorService, Limited
+from spyglass.kernel.ingest.decode import BodyError, decode, read_raw
+from spyglass.kernel.ingest.routing import IngestRoute, mount_first
 from spyglass.kernel.ingest.writer import Overloaded, WriteFailed, WriterStopped
+from spyglass.kernel.runtime import Runtime
 
 # Sentry's documented ingest limits.
 MAX_COMPRESSED = 20 * 1024 * 1024
@@ -38,8 +41,6 @@ CORS = {
     "Access-Control-Max-Age": "3600",
 }
 
-router = APIRouter(include_in_schema=False)
-
 
 def reply(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     h = dict(CORS)
@@ -50,74 +51,118 @@ def reply(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
                     headers=h)
 
 
-@router.options("/api/{project_id}/envelope/")
-@router.options("/api/{project_id}/store/")
-async def preflight(project_id: str) -> Response:
+async def preflight(request: Request) -> Response:
     return Response(status_code=200, headers=CORS)
 
 
-async def authorize(request: Request, project_id: str, envelope_dsn: str | None) -> int:
-    if not project_id.isdigit():
+def _project_id(request: Request) -> int:
+    value = request.path_params["project_id"]
+    if not value.isdigit() or len(value) > 18:
         raise IngestAuthError(404, "project id must be a number")
-    key = public_key_of(request, envelope_dsn)
-    db = request.app.state.runtime.db
+    return int(value)
 
-    def lookup() -> bool:
-        with db.session() as s:
-            return project_for_key(s, int(project_id), key) is not None
 
-    if not await run_in_threadpool(lookup):
+def _check_key(runtime: Runtime, project_id: int, key: str) -> int:
+    if runtime.keys.project_of(key) != project_id:
         raise IngestAuthError(403, "this key is not an active key of this project")
-    return int(project_id)
+    return project_id
 
 
-@router.post("/api/{project_id}/envelope/")
-async def envelope_endpoint(project_id: str, request: Request) -> Response:
-    try:
-        body = await read_body(request, MAX_COMPRESSED, MAX_ENVELOPE)
+async def authorize(request: Request, project_id: int, envelope_dsn: str | None) -> int:
+    """The project id, once the request's key is known to be an active key of it."""
+    key = public_key_of(request, envelope_dsn)
+    runtime: Runtime = request.app.state.runtime
+    hit, known = runtime.keys.cached(key)
+    if hit:
+        if known != project_id:
+            raise IngestAuthError(403, "this key is not an active key of this project")
+        return project_id
+    return await run_in_threadpool(_check_key, runtime, project_id, key)
+
+
+@dataclass
+class _Prepared:
+    project_id: int
+    envelope: Envelope
+    processed: Processed
+    limited: Limited | None
+
+
+def _prepare(request: Request, project_id: int, raw: bytes, store: bool) -> _Prepared:
+    """Everything CPU-bound of one request, in one worker thread: decode, parse, authenticate
+    (on a key cache miss), apply quotas, turn items into rows."""
+    body = decode(raw, request.headers.get("content-encoding", ""),
+                  MAX_EVENT if store else MAX_ENVELOPE)
+    if store:
+        event = orjson.loads(body)
+        if not isinstance(event, dict):
+            raise EnvelopeError("event must be a JSON object")
+        envelope = Envelope({}, [Item({"type": "event"}, body)])
+        dsn = None
+    else:
         envelope = parse_envelope(body)
         dsn = envelope.headers.get("dsn")
-        pid = await authorize(request, project_id, dsn if isinstance(dsn, str) else None)
-    except (BodyError, IngestAuthError) as exc:
-        return reply(exc.status, {"detail": exc.message})
-    except EnvelopeError as exc:
-        return reply(400, {"detail": str(exc)})
-    return await ingest_envelope(request, pid, envelope)
+    runtime: Runtime = request.app.state.runtime
+    _check_key(runtime, project_id, public_key_of(request, dsn if isinstance(dsn, str) else None))
+    service: ErrorService = request.app.state.errors
+    limited = service.apply_quotas(project_id, envelope)
+    processed = service.processor.process(project_id, envelope, _now())
+    if limited is not None:
+        processed.add(OUTCOMES, limited.outcome_row)
+    return _Prepared(project_id, envelope, processed, limited)
 
 
-@router.post("/api/{project_id}/store/")
-async def store_endpoint(project_id: str, request: Request) -> Response:
+async def _endpoint(request: Request, store: bool) -> Response:
     try:
-        body = await read_body(request, MAX_COMPRESSED, MAX_EVENT)
-        pid = await authorize(request, project_id, None)
-        event = orjson.loads(body)
+        project_id = _project_id(request)
+        raw = await read_raw(request, MAX_COMPRESSED)
+        prepared = await run_in_threadpool(_prepare, request, project_id, raw, store)
     except (BodyError, IngestAuthError) as exc:
         return reply(exc.status, {"detail": exc.message})
     except orjson.JSONDecodeError as exc:
         return reply(400, {"detail": f"event is not valid JSON: {exc}"})
-    if not isinstance(event, dict):
-        return reply(400, {"detail": "event must be a JSON object"})
-    item = Item({"type": "event"}, body)
-    return await ingest_envelope(request, pid, Envelope({}, [item]))
+    except EnvelopeError as exc:
+        return reply(400, {"detail": str(exc)})
+    return await _commit(request, prepared)
+
+
+async def envelope_endpoint(request: Request) -> Response:
+    return await _endpoint(request, store=False)
+
+
+async def store_endpoint(request: Request) -> Response:
+    return await _endpoint(request, store=True)
 
 
 async def ingest_envelope(request: Request, project_id: int, envelope: Envelope) -> Response:
+    """Process and store an envelope built by another endpoint (e.g. CSP reports)."""
     service: ErrorService = request.app.state.errors
-    limited = service.apply_quotas(project_id, envelope)
-    processed = await run_in_threadpool(service.processor.process, project_id, envelope, _now())
-    if limited is not None:
-        processed.add(OUTCOMES, limited.outcome_row)
+
+    def prepare() -> _Prepared:
+        limited = service.apply_quotas(project_id, envelope)
+        processed = service.processor.process(project_id, envelope, _now())
+        if limited is not None:
+            processed.add(OUTCOMES, limited.outcome_row)
+        return _Prepared(project_id, envelope, processed, limited)
+
+    return await _commit(request, await run_in_threadpool(prepare))
+
+
+async def _commit(request: Request, prepared: _Prepared) -> Response:
+    """Write the rows and answer once they are durable."""
+    service: ErrorService = request.app.state.errors
+    processed, limited = prepared.processed, prepared.limited
     writer = request.app.state.runtime.writer
     try:
         await asyncio.gather(*(writer.write(processed.specs[name], rows)
                                for name, rows in processed.rows.items()))
     except Overloaded as exc:
-        service.processor.forget_events(project_id, processed)
+        service.processor.forget_events(prepared.project_id, processed)
         return reply(429, {"detail": str(exc)}, {"Retry-After": str(exc.retry_after)})
     except (WriteFailed, WriterStopped) as exc:
-        service.processor.forget_events(project_id, processed)
+        service.processor.forget_events(prepared.project_id, processed)
         return reply(503, {"detail": str(exc)}, {"Retry-After": "5"})
-    header_id = envelope.headers.get("event_id")
+    header_id = prepared.envelope.headers.get("event_id")
     event_id = processed.event_id or (header_id if isinstance(header_id, str) else None)
     body: dict[str, Any] = {"id": event_id} if event_id else {}
     if limited is None:
@@ -130,6 +175,14 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+ROUTES = [
+    IngestRoute("/api/{project_id}/envelope/", envelope_endpoint, methods=["POST"]),
+    IngestRoute("/api/{project_id}/store/", store_endpoint, methods=["POST"]),
+    IngestRoute("/api/{project_id}/envelope/", preflight, methods=["OPTIONS"]),
+    IngestRoute("/api/{project_id}/store/", preflight, methods=["OPTIONS"]),
+]
+
+
 def install(app: FastAPI) -> None:
     app.state.errors = ErrorService(app.state.runtime)
-    app.include_router(router)
+    mount_first(app, ROUTES)

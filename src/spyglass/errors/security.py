@@ -73,8 +73,10 @@ async def preflight(project_id: str) -> Response:
 @router.post("/api/{project_id}/security/")
 async def security_endpoint(project_id: str, request: Request) -> Response:
     try:
+        if not project_id.isdigit() or len(project_id) > 18:
+            raise IngestAuthError(404, "project id must be a number")
         body = await read_body(request, MAX_COMPRESSED, MAX_BODY)
-        pid = await authorize(request, project_id, None)
+        pid = await authorize(request, int(project_id), None)
         reports = parse_reports(body)
     except (BodyError, IngestAuthError) as exc:
         return reply(exc.status, {"detail": exc.message})

@@ -208,6 +208,7 @@ def rotate_key(project_id: int, key_id: int, request: Request,
                caller: Caller = Depends(api_caller), db: Session = Depends(db_session)):
     key = _project_key(db, caller, project_id, key_id)
     new = accounts.rotate_key(db, key)
+    request.app.state.runtime.keys.forget(key.public_key)
     return _key_out(request, key.project, new)
 
 
@@ -216,6 +217,7 @@ def revoke_key(project_id: int, key_id: int, request: Request,
                caller: Caller = Depends(api_caller), db: Session = Depends(db_session)):
     key = _project_key(db, caller, project_id, key_id)
     accounts.revoke_key(db, key)
+    request.app.state.runtime.keys.forget(key.public_key)
     return _key_out(request, key.project, key)
 
 

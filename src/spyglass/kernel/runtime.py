@@ -7,6 +7,7 @@ import time
 import structlog
 
 from spyglass.config import Settings
+from spyglass.kernel.auth.keycache import KeyCache
 from spyglass.kernel.auth.sessions import purge_expired
 from spyglass.kernel.blobs import BlobStore, open_blob_store
 from spyglass.kernel.ingest.writer import BatchingWriter
@@ -24,6 +25,7 @@ class Runtime:
         settings.ensure_data_dir()
         self.settings = settings
         self.db = Database(settings.metadata_url)
+        self.keys = KeyCache(self.db)
         self.store: TelemetryStore = open_telemetry_store(settings.clickhouse_url, settings.data_dir)
         self.blobs: BlobStore = open_blob_store(
             settings.blob_url, settings.data_dir, settings.s3_endpoint_url

@@ -32,8 +32,8 @@ def too_large(what: str, limit: int) -> BodyError:
     return BodyError(413, f"{what} exceeds the limit of {limit} bytes")
 
 
-async def read_body(request: Request, max_compressed: int, max_decompressed: int) -> bytes:
-    """The request body, decoded per ``Content-Encoding``, within both limits."""
+async def read_raw(request: Request, max_compressed: int) -> bytes:
+    """The request body as sent (still encoded), refused past ``max_compressed`` bytes."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_compressed:
         raise too_large("request body", max_compressed)
@@ -44,7 +44,12 @@ async def read_body(request: Request, max_compressed: int, max_decompressed: int
         if size > max_compressed:
             raise too_large("request body", max_compressed)
         parts.append(chunk)
-    raw = b"".join(parts)
+    return b"".join(parts)
+
+
+async def read_body(request: Request, max_compressed: int, max_decompressed: int) -> bytes:
+    """The request body, decoded per ``Content-Encoding``, within both limits."""
+    raw = await read_raw(request, max_compressed)
     encoding = request.headers.get("content-encoding", "")
     if encoding.strip().lower() in ("", "identity"):
         return decode(raw, encoding, max_decompressed)

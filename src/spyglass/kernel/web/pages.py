@@ -376,6 +376,7 @@ def create_key(
 
 @router.post("/o/{org_slug}/p/{project_slug}/settings/keys/{key_id}/{action}")
 def change_key(
+    request: Request,
     org_slug: str,
     project_slug: str,
     key_id: int,
@@ -392,6 +393,7 @@ def change_key(
     else:
         accounts.revoke_key(db, key)
     db.commit()
+    runtime(request).keys.forget(key.public_key)
     done = "key-rotated" if action == "rotate" else "key-revoked"
     return _redirect(f"/o/{org.slug}/p/{project.slug}/settings/keys?done={done}")
 
