@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+import pytest
 from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
@@ -47,6 +48,10 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 PROPAGATOR = TraceContextTextMapPropagator()
+
+# The SDK's LoggingHandler is what applications use today; its successor lives in a package
+# (opentelemetry-instrumentation-logging) we do not need for these tests.
+pytestmark = pytest.mark.filterwarnings("ignore:`LoggingHandler`:DeprecationWarning")
 
 
 def _provider(service: str, exporter: Any) -> TracerProvider:
