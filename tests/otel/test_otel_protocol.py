@@ -127,6 +127,27 @@ def test_keys(live) -> None:  # type: ignore[no-untyped-def]
         assert reply == trace_service_pb2.ExportTraceServiceResponse()
     assert live.store.count("spans") == 2
 
+    # Revoking the key through the API takes effect at once, though the key was cached.
+    token = _owner_token(live)
+    keys = httpx.get(f"{live.url}/api/v1/projects/{live.tenant.project_id}/keys",
+                     headers=token).json()
+    (key,) = [k for k in keys if k["public_key"] == live.tenant.public_key]
+    revoked = httpx.delete(f"{live.url}/api/v1/projects/{live.tenant.project_id}/keys/{key['id']}",
+                           headers=token)
+    assert revoked.status_code == 200, revoked.text
+    assert _post(live, "/v1/traces", body, **PB).status_code == 401
+
+
+def _owner_token(live: Any) -> dict[str, str]:
+    from spyglass.kernel.auth import accounts
+    from spyglass.kernel.meta.models import Project, Role
+
+    with live.runtime.db.session() as s:
+        user = accounts.create_user(s, "owner@example.com", "correct horse battery")
+        accounts.set_member(s, s.get(Project, live.tenant.project_id).organization, user.email,
+                            Role.owner)
+        return {"Authorization": f"Bearer {accounts.create_api_token(s, user, 't').token}"}
+
 
 def test_malformed_and_refused_bodies(live) -> None:  # type: ignore[no-untyped-def]
     assert _post(live, "/v1/traces", b"\xff\xff\xff", **PB).status_code == 400

@@ -13,20 +13,19 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from spyglass.otel import schema  # noqa: F401 -- registers the tables
-from spyglass.otel.auth import KeyCache
 from spyglass.otel.resources import ResourceLog
 
 log = structlog.get_logger(__name__)
 
 
 def install(app: FastAPI) -> None:
+    from spyglass.kernel.ingest.routing import mount_first
     from spyglass.otel.api import router as api_router
-    from spyglass.otel.http import router as otlp_router
+    from spyglass.otel.http import ROUTES
 
     runtime = app.state.runtime
-    app.state.otel_keys = KeyCache(runtime.db)
     app.state.otel_resources = ResourceLog(runtime.writer)
-    app.include_router(otlp_router)
+    mount_first(app, ROUTES)
     app.include_router(api_router)
     _run_grpc_with_app(app)
 
@@ -61,8 +60,7 @@ def _start_grpc(app: FastAPI) -> Any:
     if not port:
         return None
     try:
-        return start_grpc(runtime, port, keys=app.state.otel_keys,
-                          resources=app.state.otel_resources)
+        return start_grpc(runtime, port, resources=app.state.otel_resources)
     except RuntimeError as exc:
         # Port taken (another server, a parallel test run): HTTP ingest still works.
         log.error("otlp_grpc_unavailable", port=port, error=str(exc))

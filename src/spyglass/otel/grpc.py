@@ -20,10 +20,11 @@ from typing import Any
 import grpc
 import structlog
 
+from spyglass.kernel.auth.keycache import KeyCache
 from spyglass.kernel.ingest.writer import Overloaded, WriteFailed, WriterStopped
 from spyglass.kernel.runtime import Runtime
 from spyglass.otel import ingest
-from spyglass.otel.auth import AuthError, KeyCache, key_from_mapping
+from spyglass.otel.auth import AuthError, key_from_mapping, project_for
 from spyglass.otel.decode import SIGNALS, DecodeError, Signal, parse_protobuf
 from spyglass.otel.resources import ResourceLog
 
@@ -49,7 +50,7 @@ def _export(runtime: Runtime, keys: KeyCache, resources: ResourceLog, signal: Si
         metadata = {k.lower(): v for k, v in context.invocation_metadata()
                     if isinstance(v, str)}
         try:
-            project_id = keys.project_for(key_from_mapping(metadata))
+            project_id = project_for(keys, key_from_mapping(metadata))
         except AuthError as exc:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         try:
@@ -90,7 +91,7 @@ def start_grpc(runtime: Runtime, port: int, host: str | None = None,
     host = host or runtime.settings.host
     server = grpc.server(
         ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="spyglass-otlp-grpc"),
-        handlers=_handlers(runtime, keys or KeyCache(runtime.db),
+        handlers=_handlers(runtime, keys or runtime.keys,
                            resources or ResourceLog(runtime.writer)),
         options=[
             ("grpc.max_receive_message_length", ingest.MAX_BODY),

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
 
+from spyglass.kernel.auth.keycache import KeyCache
 from spyglass.kernel.ingest.decode import BodyError, read_body
+from spyglass.kernel.ingest.routing import IngestRoute
 from spyglass.kernel.ingest.writer import Overloaded, WriteFailed, WriterStopped
 from spyglass.kernel.telemetry import TableSpec
 from spyglass.otel import ingest
-from spyglass.otel.auth import AuthError, KeyCache, key_from_headers
+from spyglass.otel.auth import AuthError, key_from_headers, project_for
 from spyglass.otel.decode import (
     JSON,
     PROTOBUF,
@@ -31,8 +34,6 @@ from spyglass.otel.decode import (
     status_body,
 )
 from spyglass.otel.rows import Converted
-
-router = APIRouter(tags=["OpenTelemetry"])
 
 #: Bodies up to this size are decoded on the event loop (a 512-span batch is ~150 KB and takes
 #: a few ms); larger ones in a worker thread, so one 64 MiB request cannot stall the server.
@@ -50,13 +51,13 @@ def _error(status: int, message: str, kind: str, headers: dict[str, str] | None 
 
 async def _project(request: Request) -> int:
     key = key_from_headers(request.headers.get)
-    cache: KeyCache = request.app.state.otel_keys
-    hit, project_id = cache.cached(key)
-    if not hit:
-        project_id = await run_in_threadpool(cache.lookup, key)
-    if project_id is None:
-        raise AuthError("this key is not an active ingest key")
-    return project_id
+    keys: KeyCache = request.app.state.runtime.keys
+    hit, project_id = keys.cached(key)
+    if hit:
+        if project_id is None:
+            raise AuthError("this key is not an active ingest key")
+        return project_id
+    return await run_in_threadpool(project_for, keys, key)
 
 
 def _decode(signal: Signal, body: bytes, kind: str, project_id: int,
@@ -97,16 +98,21 @@ async def export(request: Request, name: str) -> Response:
     return Response(render(ingest.reply(signal, converted), kind), media_type=kind)
 
 
-@router.post("/v1/traces", summary="OTLP/HTTP trace export")
 async def traces(request: Request) -> Response:
     return await export(request, "traces")
 
 
-@router.post("/v1/metrics", summary="OTLP/HTTP metrics export")
 async def metrics(request: Request) -> Response:
     return await export(request, "metrics")
 
 
-@router.post("/v1/logs", summary="OTLP/HTTP logs export")
 async def logs(request: Request) -> Response:
     return await export(request, "logs")
+
+
+#: Plain Starlette routes, matched before FastAPI's (see ``kernel.ingest.routing``).
+ROUTES = [
+    IngestRoute("/v1/traces", traces, methods=["POST"]),
+    IngestRoute("/v1/metrics", metrics, methods=["POST"]),
+    IngestRoute("/v1/logs", logs, methods=["POST"]),
+]
