@@ -11,7 +11,13 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from spyglass.kernel.ingest.writer import BatchingWriter, Overloaded, WriteFailed, WriterStopped
+from spyglass.kernel.ingest.writer import (
+    BatchingWriter,
+    MalformedRows,
+    Overloaded,
+    WriteFailed,
+    WriterStopped,
+)
 from spyglass.kernel.telemetry import Column, TableSpec, open_telemetry_store
 
 SPEC = TableSpec(
@@ -116,16 +122,19 @@ def test_a_failed_commit_fails_its_waiters_only(store):
     assert store.count("t_writes") == 1
 
 
-def test_malformed_rows_fail_in_the_caller(store):
-    writer = BatchingWriter(store)
+def test_malformed_rows_fail_their_request_only(store):
+    writer = BatchingWriter(store, batch_rows=10_000, interval_ms=50)
     writer.start()
     try:
-        with pytest.raises((pa.ArrowInvalid, pa.ArrowTypeError, TypeError)):
-            writer.submit(SPEC, [{"project_id": "not a number", "timestamp": None, "n": 1}])
-        writer.write_sync(SPEC, [row(1)])
+        bad = writer.submit(SPEC, [{"project_id": "not a number", "timestamp": None, "n": 1}])
+        good = [writer.submit(SPEC, [row(i)]) for i in range(3)]
+        with pytest.raises(MalformedRows):
+            bad.result(10)
+        for f in good:
+            f.result(10)
     finally:
         writer.stop()
-    assert store.count("t_writes") == 1
+    assert store.count("t_writes") == 3
 
 
 def test_stop_flushes_and_then_refuses(store):

@@ -23,7 +23,7 @@ from spyglass.errors.schema import OUTCOMES
 from spyglass.errors.service import ErrorService, Limited
 from spyglass.kernel.ingest.decode import BodyError, decode, read_raw
 from spyglass.kernel.ingest.routing import IngestRoute, mount_first
-from spyglass.kernel.ingest.writer import Overloaded, WriteFailed, WriterStopped
+from spyglass.kernel.ingest.writer import MalformedRows, Overloaded, WriteFailed, WriterStopped
 from spyglass.kernel.runtime import Runtime
 
 # Sentry's documented ingest limits.
@@ -162,6 +162,9 @@ async def _commit(request: Request, prepared: _Prepared) -> Response:
     except (WriteFailed, WriterStopped) as exc:
         service.processor.forget_events(prepared.project_id, processed)
         return reply(503, {"detail": str(exc)}, {"Retry-After": "5"})
+    except MalformedRows as exc:
+        service.processor.forget_events(prepared.project_id, processed)
+        return reply(400, {"detail": str(exc)})
     header_id = prepared.envelope.headers.get("event_id")
     event_id = processed.event_id or (header_id if isinstance(header_id, str) else None)
     body: dict[str, Any] = {"id": event_id} if event_id else {}

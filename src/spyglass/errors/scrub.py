@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 FILTERED = "[Filtered]"
 
 DEFAULT_SENSITIVE = (
@@ -53,6 +55,7 @@ class ScrubRules:
     sensitive: tuple[str, ...] = DEFAULT_SENSITIVE
     safe: frozenset[str] = field(default_factory=frozenset)
     scrub_ip: bool = False
+    _verdicts: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def for_project(cls, sensitive_text: str = "", safe_text: str = "", scrub_ip: bool = False) -> "ScrubRules":
@@ -61,44 +64,94 @@ class ScrubRules:
         return cls(DEFAULT_SENSITIVE + extra, safe, scrub_ip)
 
     def key_is_sensitive(self, key: str) -> bool:
-        k = key.lower()
-        if k in self.safe or k in STRUCTURAL:
-            return False
-        return any(s in k for s in self.sensitive)
+        # Events repeat the same few hundred keys; remember the verdicts (bounded).
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            k = key.lower()
+            verdict = k not in self.safe and k not in STRUCTURAL and any(
+                s in k for s in self.sensitive)
+            if len(self._verdicts) < 10_000:
+                self._verdicts[key] = verdict
+        return verdict
+
+
+#: One scan that rules out most strings: no long digit run, no URL, no credential keyword.
+SUSPECT = re.compile(r"(?:\d[ -]?){13}|://|(?i:bearer|basic|token)\s")
 
 
 def scrub_string(value: str) -> str:
-    if len(value) < 8:
+    if len(value) < 8 or SUSPECT.search(value) is None:
         return value
-    if any(ch.isdigit() for ch in value):
-        value = CARD.sub(_card, value)
+    value = CARD.sub(_card, value)
     if "://" in value:
         value = URL_PASSWORD.sub(r"\1" + FILTERED + "@", value)
     return CREDENTIAL.sub(lambda m: f"{m.group(1)} {FILTERED}", value)
 
 
-def _scrub(value: Any, rules: ScrubRules, depth: int = 0) -> Any:
-    if isinstance(value, str):
-        return scrub_string(value)
-    if depth > 20:
-        return value
-    if isinstance(value, dict):
-        return {
-            k: (FILTERED if isinstance(k, str) and rules.key_is_sensitive(k) and v not in (None, "")
-                else _scrub(v, rules, depth + 1))
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        # [key, value] pairs (headers, tags, cookies as lists) are scrubbed by their key.
-        if len(value) == 2 and isinstance(value[0], str) and rules.key_is_sensitive(value[0]):
-            return [value[0], FILTERED]
-        return [_scrub(v, rules, depth + 1) for v in value]
-    return value
+#: Fast necessary conditions, each a scan the regex engine can do quickly (a literal start,
+#: or a simple character class): they decide whether any string needs the slower patterns.
+_URL_AUTH = re.compile(r"://[^:/@\s\"]+:[^@/\s\"]+@")
+_DIGIT_RUN = re.compile(r"\d[\d -]{11,}\d")
+_CREDENTIAL_WORDS = ("earer", "asic", "oken", "EARER", "ASIC", "OKEN")
+
+
+def _values_need_scrubbing(text: str) -> bool:
+    """Whether any string of the event could hold a card number, a URL password or a
+    credential: a few scans of the serialized event instead of regexes per string (which
+    cost ~0.5 ms for a typical 16 KB event)."""
+    if "://" in text and _URL_AUTH.search(text):
+        return True
+    for word in _CREDENTIAL_WORDS:
+        at = text.find(word)
+        while at > 0:
+            if CREDENTIAL.match(text, at - 1):
+                return True
+            at = text.find(word, at + 1)
+    # CARD itself, but only around the digit runs (its word boundaries need the neighbours).
+    return any(_card(m) == FILTERED for run in _DIGIT_RUN.finditer(text)
+               for m in CARD.finditer(text, max(0, run.start() - 1), run.end() + 1))
+
+
+def _scrub_in_place(root: Any, rules: ScrubRules, values: bool) -> None:
+    """Walk dicts and lists without recursion; replace sensitive values, and (when ``values``)
+    scrub strings."""
+    sensitive = rules.key_is_sensitive
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            for k, v in node.items():
+                tv = type(v)
+                if type(k) is str and v is not None and v != "" and sensitive(k):
+                    node[k] = FILTERED
+                elif tv is str:
+                    if values and len(v) >= 8:
+                        node[k] = scrub_string(v)
+                elif tv is dict or tv is list:
+                    stack.append(v)
+        elif type(node) is list:
+            # [key, value] pairs (headers, tags, cookies as lists) are scrubbed by their key.
+            if len(node) == 2 and type(node[0]) is str and sensitive(node[0]):
+                node[1] = FILTERED
+                continue
+            for i, v in enumerate(node):
+                tv = type(v)
+                if tv is str:
+                    if values and len(v) >= 8:
+                        node[i] = scrub_string(v)
+                elif tv is dict or tv is list:
+                    stack.append(v)
 
 
 def scrub_event(event: dict[str, Any], rules: ScrubRules) -> dict[str, Any]:
-    """Return a scrubbed copy of a normalized event."""
-    out = _scrub(event, rules)
+    """Scrub an event in place (callers pass their own copy: a normalized or freshly parsed
+    event) and return it."""
+    try:
+        values = _values_need_scrubbing(orjson.dumps(event).decode())
+    except TypeError:  # not JSON-serializable: check every string
+        values = True
+    _scrub_in_place(event, rules, values)
+    out = event
     request = out.get("request")
     if isinstance(request, dict):
         # Cookies are credentials whatever their names; query strings often carry tokens.

@@ -43,9 +43,15 @@ class WriterStopped(Exception):
     """The writer is shutting down and takes no more rows."""
 
 
+class MalformedRows(ValueError):
+    """Rows that do not fit their table's schema; only their own request fails."""
+
+
 @dataclass
 class _Pending:
-    batch: pa.Table
+    #: Arrow tables are kept as they are; lists of dicts are converted by the flusher, all of
+    #: a flush at once (one conversion is much cheaper than one per request).
+    batch: pa.Table | list[dict[str, Any]]
     done: concurrent.futures.Future[None] = field(default_factory=concurrent.futures.Future)
 
 
@@ -103,25 +109,26 @@ class BatchingWriter:
     def submit(self, spec: TableSpec, rows: Sequence[dict[str, Any]] | pa.Table) -> concurrent.futures.Future[None]:
         """Queue rows; the returned future completes once they are committed.
 
-        Rows are converted to Arrow here, in the caller, so a malformed row fails its own
-        request and never the batch it would have joined.
+        A malformed row fails its own request (``MalformedRows``), never the batch it joined.
         """
-        batch = _to_arrow(spec, rows)
+        batch: pa.Table | list[dict[str, Any]] = (
+            _cast(spec, rows) if isinstance(rows, pa.Table) else list(rows))
+        n = _count(batch)
         pending = _Pending(batch)
-        if batch.num_rows == 0:
+        if n == 0:
             pending.done.set_result(None)
             return pending.done
         with self._cond:
             if self._stopping:
                 raise WriterStopped("the writer is stopping")
-            if self._pending_rows + batch.num_rows > self.max_pending_rows:
-                selfmetrics.INGEST_REJECTED.labels(spec.name, "overloaded").inc(batch.num_rows)
+            if self._pending_rows + n > self.max_pending_rows:
+                selfmetrics.INGEST_REJECTED.labels(spec.name, "overloaded").inc(n)
                 raise Overloaded(retry_after=max(1, round(self._last_flush_seconds * 4)))
             self._specs[spec.name] = spec
             self._queues[spec.name].append(pending)
             if self._oldest is None:
                 self._oldest = time.monotonic()
-            self._pending_rows += batch.num_rows
+            self._pending_rows += n
             selfmetrics.QUEUE_DEPTH.set(self._pending_rows)
             if self._pending_rows >= self.batch_rows:
                 self._cond.notify_all()
@@ -162,23 +169,27 @@ class BatchingWriter:
         started = time.perf_counter()
         for table, items in taken.items():
             spec = self._specs[table]
+            rows = sum(_count(p.batch) for p in items)
+            good, bad = _convert(spec, items)
+            for p, exc in bad:
+                p.done.set_exception(MalformedRows(f"rows do not fit {table}: {exc}"))
             error: BaseException | None = None
-            rows = sum(p.batch.num_rows for p in items)
             try:
-                # One contiguous chunk: both engines insert many small chunks 3-4x slower.
-                combined = pa.concat_tables(
-                    [p.batch for p in items], promote_options="none").combine_chunks()
-                t0 = time.perf_counter()
-                self.store.insert(spec, combined)
-                selfmetrics.FLUSH_SECONDS.labels(table).observe(time.perf_counter() - t0)
-                selfmetrics.ROWS_WRITTEN.labels(table).inc(rows)
+                if good:
+                    # One contiguous chunk: both engines insert many small chunks 3-4x slower.
+                    combined = pa.concat_tables(
+                        [t for _p, t in good], promote_options="none").combine_chunks()
+                    t0 = time.perf_counter()
+                    self.store.insert(spec, combined)
+                    selfmetrics.FLUSH_SECONDS.labels(table).observe(time.perf_counter() - t0)
+                    selfmetrics.ROWS_WRITTEN.labels(table).inc(combined.num_rows)
             except BaseException as exc:  # noqa: BLE001 -- every waiter must hear of it
                 error = exc
                 log.error("flush_failed", table=table, rows=rows, error=repr(exc))
             with self._cond:
                 self._pending_rows -= rows
                 selfmetrics.QUEUE_DEPTH.set(self._pending_rows)
-            for p in items:
+            for p, _t in good:
                 if error is None:
                     p.done.set_result(None)
                 else:
@@ -186,8 +197,32 @@ class BatchingWriter:
         self._last_flush_seconds = time.perf_counter() - started
 
 
-def _to_arrow(spec: TableSpec, rows: Sequence[dict[str, Any]] | pa.Table) -> pa.Table:
+def _count(batch: pa.Table | list[dict[str, Any]]) -> int:
+    return batch.num_rows if isinstance(batch, pa.Table) else len(batch)
+
+
+def _convert(spec: TableSpec, items: list[_Pending],
+             ) -> tuple[list[tuple[_Pending, pa.Table]], list[tuple[_Pending, Exception]]]:
+    """Arrow tables for the pending requests: one conversion for all their dict rows, and
+    request by request only when that fails, to find the malformed ones."""
     schema = spec.arrow_schema
-    if isinstance(rows, pa.Table):
-        return rows if rows.schema == schema else rows.select(schema.names).cast(schema)
-    return pa.Table.from_pylist(list(rows), schema=schema)
+    dicts = [p for p in items if not isinstance(p.batch, pa.Table)]
+    good = [(p, p.batch) for p in items if isinstance(p.batch, pa.Table)]
+    bad: list[tuple[_Pending, Exception]] = []
+    if dicts:
+        try:
+            merged = pa.Table.from_pylist([r for p in dicts for r in p.batch], schema=schema)
+            good.append((dicts[0], merged))
+            good.extend((p, merged.slice(0, 0)) for p in dicts[1:])
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            for p in dicts:
+                try:
+                    good.append((p, pa.Table.from_pylist(p.batch, schema=schema)))
+                except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+                    bad.append((p, exc))
+    return good, bad
+
+
+def _cast(spec: TableSpec, rows: pa.Table) -> pa.Table:
+    schema = spec.arrow_schema
+    return rows if rows.schema == schema else rows.select(schema.names).cast(schema)
