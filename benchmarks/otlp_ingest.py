@@ -1,6 +1,6 @@
 """OTLP ingest benchmark: spans/s over OTLP/HTTP protobuf, and bytes per span on disk.
 
-    .venv/bin/python benchmarks/otlp_ingest.py [--seconds 20] [--senders 4] [--store duckdb|chdb|both]
+    .venv/bin/python benchmarks/otlp_ingest.py [--seconds 20] [--senders 16] [--store duckdb|chdb|both]
 
 For each store it starts ``spyglass serve`` as a subprocess on a fresh data directory, then
 sends pre-serialized ``ExportTraceServiceRequest``s of 512 spans (the SDK's default batch)
@@ -417,7 +417,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--warmup", type=float, default=3)
-    parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--senders", type=int, default=16,
+                        help="concurrent exporters (a Collector sends with 10 by default)")
     parser.add_argument("--requests", type=int, default=64, help="distinct pre-built requests")
     parser.add_argument("--store", choices=["duckdb", "chdb", "both"], default="both")
     parser.add_argument("--size-spans", type=int, default=200_000)
