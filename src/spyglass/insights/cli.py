@@ -23,7 +23,7 @@ def insights() -> None:
               help="CSV to write: timestamp,value,anomaly_score (NAB results format).")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Also draw the series with its anomalies to this PNG.")
-@click.option("--threshold", type=float, default=0.64, show_default=True,
+@click.option("--threshold", type=float, default=0.6404, show_default=True,
               help="Score at which --plot marks a point as an anomaly.")
 @data_dir_option
 def detect(file: str, output: str, plot: str | None, threshold: float, settings: Any) -> None:
