@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from spyglass.app import load_features
 from web_helpers import PASSWORD
 
 from spyglass.kernel.auth import accounts
@@ -100,7 +102,9 @@ def test_login_create_project_and_visit_every_page(browser_page):
     assert page.get_by_text("Project created.").is_visible()
     shot(page, "04-project-created-dsn")
 
-    # Every nav area, reached by clicking the sidebar.
+    # Every nav area, reached by clicking the sidebar. Which areas are built is decided by the
+    # features the server loaded: load the same ones here.
+    load_features()
     for area in NAV_AREAS:
         nav_link(page, area.label).click()
         page.wait_for_load_state()

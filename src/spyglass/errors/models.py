@@ -91,4 +91,6 @@ class ErrorSettings(Base):
     spike_protection: Mapped[bool] = mapped_column(default=False)
     #: Similarity merge: off, or the score from which a new hash joins the nearest issue.
     similarity_merge: Mapped[bool] = mapped_column(default=True)
+    #: Apdex threshold T of the Performance pages (satisfied <= T, tolerating <= 4T).
+    apdex_threshold_ms: Mapped[int] = mapped_column(Integer, default=300, server_default="300")
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

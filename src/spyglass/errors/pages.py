@@ -43,6 +43,7 @@ MAX_LIMIT = 10_000_000
 
 templating.add_template_dir(Path(__file__).parent / "templates")
 templating.register_area("issues", "/o/{org}/p/{project}/issues")
+templating.register_settings_tab("errors", "Error tracking", "/errors")
 
 router = APIRouter(include_in_schema=False)
 
@@ -867,6 +868,7 @@ def _settings_values(settings: ErrorSettings) -> dict[str, Any]:
         "rate_limit_burst": settings.rate_limit_burst or 0,
         "spike_protection": bool(settings.spike_protection),
         "similarity_merge": settings.similarity_merge is not False,
+        "apdex_threshold_ms": settings.apdex_threshold_ms or 300,
         "updated_at": settings.updated_at,
     }
 
@@ -917,6 +919,7 @@ def save_error_settings(
     rate_limit_burst: str = Form("0"),
     spike_protection: str = Form(""),
     similarity_merge: str = Form(""),
+    apdex_threshold_ms: str = Form("300"),
     caller: Caller = Depends(page_caller),
     db: Session = Depends(db_session),
 ) -> Response:
@@ -936,6 +939,7 @@ def save_error_settings(
         "rate_limit_burst": _number(rate_limit_burst, "rate_limit_burst", errors),
         "spike_protection": bool(spike_protection),
         "similarity_merge": bool(similarity_merge),
+        "apdex_threshold_ms": _number(apdex_threshold_ms, "apdex_threshold_ms", errors) or 300,
     }
     if errors:
         current = db.get(ErrorSettings, project.id)

@@ -147,6 +147,27 @@ def register_area(slug: str, path_template: str) -> None:
     area(slug).path_template = path_template
 
 
+@dataclass
+class SettingsTab:
+    """A tab of the project settings pages; ``path`` is relative to ``.../settings``."""
+
+    slug: str
+    label: str
+    path: str
+
+
+SETTINGS_TABS: list[SettingsTab] = [
+    SettingsTab("general", "General", ""),
+    SettingsTab("keys", "Client keys (DSN)", "/keys"),
+]
+
+
+def register_settings_tab(slug: str, label: str, path: str) -> None:
+    """Add a project settings tab (a feature's own settings page), after the kernel's."""
+    if all(t.slug != slug for t in SETTINGS_TABS):
+        SETTINGS_TABS.append(SettingsTab(slug, label, path))
+
+
 def first_area_href(org: str, project: str) -> str:
     """Where a project opens: its first built area, else the first area."""
     built = [a for a in NAV_AREAS if a.built]
@@ -272,6 +293,7 @@ def _nav_context(request: Request, db: Session, context: dict[str, Any]) -> dict
         "can_admin": bool(role and role.at_least(Role.admin)),
         "nav_sections": sections,
         "settings_links": settings,
+        "settings_tabs": SETTINGS_TABS,
         "current_area": next((a for a in NAV_AREAS if path.endswith("/" + a.slug)), None),
     }
 
