@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -43,6 +45,14 @@ class Runtime:
         self.jobs.add("housekeeping", 3600, self._housekeeping)
         self.started_at = time.time()
         self._prepared = False
+        self._services: list[tuple[Callable[[], Any], Callable[[Any], None]]] = []
+        self._running: list[tuple[Any, Callable[[Any], None]]] = []
+
+    def add_service(self, start: Callable[[], Any], stop: Callable[[Any], None]) -> None:
+        """Something a feature runs beside the HTTP server (a gRPC listener ...): ``start``
+        runs when the runtime starts, after storage is ready; ``stop(handle)`` before the
+        writer stops, in reverse order."""
+        self._services.append((start, stop))
 
     def _housekeeping(self) -> int:
         with self.db.session() as s:
@@ -62,8 +72,13 @@ class Runtime:
         self.writer.start()
         if self.settings.jobs_enabled:
             self.jobs.start()
+        for start, stop in self._services:
+            self._running.append((start(), stop))
 
     def stop(self) -> None:
+        while self._running:
+            handle, stop = self._running.pop()
+            stop(handle)
         self.jobs.stop()
         self.writer.stop()
         self.store.close()

@@ -4,13 +4,10 @@ own), into the ``spans``, ``logs`` and ``metric_points`` tables. See docs/opente
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
 from fastapi import FastAPI
-from starlette.concurrency import run_in_threadpool
 
 from spyglass.otel import schema  # noqa: F401 -- registers the tables
 from spyglass.otel.resources import ResourceLog
@@ -27,29 +24,14 @@ def install(app: FastAPI) -> None:
     app.state.otel_resources = ResourceLog(runtime.writer)
     mount_first(app, ROUTES)
     app.include_router(api_router)
-    _run_grpc_with_app(app)
+    # OTLP/gRPC runs beside the HTTP server: started once storage is ready, stopped before
+    # the writer (so no call is left waiting on a stopped writer).
+    runtime.add_service(lambda: _start_grpc(app), _stop_grpc)
 
 
-def _run_grpc_with_app(app: FastAPI) -> None:
-    """Serve OTLP/gRPC while the app runs, by wrapping the app's lifespan.
-
-    The kernel has no start/stop hooks for features; wrapping ``router.lifespan_context``
-    starts the gRPC server after the runtime has started and stops it before the runtime
-    stops (so no call is left waiting on a stopped writer).
-    """
-    inner = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(a: Any) -> AsyncIterator[Any]:
-        async with inner(a) as state:
-            handle = await run_in_threadpool(_start_grpc, app)
-            try:
-                yield state
-            finally:
-                if handle is not None:
-                    await run_in_threadpool(handle.stop)
-
-    app.router.lifespan_context = lifespan
+def _stop_grpc(handle: Any) -> None:
+    if handle is not None:
+        handle.stop()
 
 
 def _start_grpc(app: FastAPI) -> Any:
