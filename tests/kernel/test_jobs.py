@@ -64,6 +64,16 @@ def test_retention_keeps_each_project_for_its_own_days(runtime, tenant_maker):
     ]
     runtime.store.ensure_table(POINTS)
     runtime.store.insert(POINTS, pa.Table.from_pylist(rows, schema=POINTS.arrow_schema))
-    apply_retention(runtime.db, runtime.store, now=now.replace(tzinfo=dt.UTC))
+    from spyglass.kernel.jobs.retention import blob_day_prefix, register_blob_kind
+
+    register_blob_kind("t_things")
+    for pid in (a, b):
+        for age in (1, 10, 40):
+            day = (now - dt.timedelta(days=age)).date()
+            runtime.blobs.put(blob_day_prefix("t_things", pid, day) + "x", b"data")
+    apply_retention(runtime.db, runtime.store, runtime.blobs, now=now.replace(tzinfo=dt.UTC))
+    expected = {blob_day_prefix("t_things", pid, (now - dt.timedelta(days=age)).date()) + "x"
+                for pid, age in ((a, 1), (b, 1), (b, 10))}
+    assert set(runtime.blobs.iter_keys("t_things/")) == expected
     left = {(r["project_id"], r["v"]) for r in runtime.store.rows("SELECT project_id, v FROM t_retained")}
     assert left == {(a, 1), (b, 1), (b, 10)}

@@ -31,14 +31,17 @@ from spyglass.errors.normalize import normalize_event, parse_timestamp
 from spyglass.errors.schema import ATTACHMENTS, EVENTS, FEEDBACK, OUTCOMES, SESSIONS
 from spyglass.errors.scrub import ScrubRules, scrub_event
 from spyglass.errors.transactions import TRANSACTIONS, streamed_span_rows, transaction_rows
-from spyglass.otel.schema import SPANS
+from spyglass.otel.schema import LOGS, SPANS
 from spyglass.kernel import selfmetrics
 from spyglass.kernel.blobs import BlobStore
+from spyglass.kernel.jobs.retention import blob_day_prefix, register_blob_kind
 from spyglass.kernel.meta.db import Database
 from spyglass.kernel.telemetry import TableSpec
 
 MAX_EVENT = 1024 * 1024
 MAX_ATTACHMENT = 100 * 1024 * 1024
+ATTACHMENT_BLOBS = "attachments"
+register_blob_kind(ATTACHMENT_BLOBS)
 CONFIG_TTL_S = 10.0
 DEDUP_SIZE = 200_000
 SESSION_STATUSES = {"ok", "exited", "errored", "crashed", "abnormal"}
@@ -345,8 +348,8 @@ def _attachment(p: EventProcessor, pid: int, item: Item, ctx: dict[str, Any],
     event_id = ctx["event_id"] or ""
     attachment_id = uuid.uuid4().hex
     digest = hashlib.sha256(item.payload).hexdigest()
-    key = f"attachments/{pid}/{digest[:2]}/{digest}"
-    if not p.blobs.exists(key):  # content-addressed: identical files are kept once
+    key = blob_day_prefix(ATTACHMENT_BLOBS, pid, received.date()) + digest
+    if not p.blobs.exists(key):  # content-addressed: identical files of a day are kept once
         p.blobs.put(key, item.payload)
     out.add(ATTACHMENTS, {
         "project_id": pid, "timestamp": received, "event_id": event_id,
@@ -424,6 +427,50 @@ def _client_report(p: EventProcessor, pid: int, item: Item, ctx: dict[str, Any],
                                            int(d["quantity"])))
 
 
+#: Sentry log levels → OTLP SeverityNumber (the first of each range).
+LOG_SEVERITIES = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "warning": 13, "error": 17,
+                  "fatal": 21}
+
+
+def _log_attribute(value: Any) -> str:
+    v = value.get("value") if isinstance(value, dict) else value
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    text = v if isinstance(v, str) else orjson.dumps(v).decode() if v is not None else ""
+    return text[:32768]
+
+
+def _log(p: EventProcessor, pid: int, item: Item, ctx: dict[str, Any], received: dt.datetime,
+         out: Processed) -> None:
+    """A ``log`` item (Sentry structured logs): one ``logs`` row per entry, source ``sentry``."""
+    items = _json_object(item, MAX_EVENT * 10).get("items")
+    if not isinstance(items, list):
+        raise ItemError("log item without items")
+    scrub = p.config(pid).scrub
+    for entry in items:
+        if not isinstance(entry, dict):
+            continue
+        entry = scrub_event(entry, scrub)
+        raw = entry.get("attributes")
+        attrs = {str(k)[:256]: _log_attribute(v) for k, v in
+                 (raw.items() if isinstance(raw, dict) else ())}
+        level = str(entry.get("level") or "info").lower()[:32]
+        number = entry.get("severity_number") or attrs.get("sentry.severity_number")
+        number = int(number) if str(number).isdigit() else LOG_SEVERITIES.get(level, 0)
+        when = parse_timestamp(entry.get("timestamp")) or received
+        out.add(LOGS, {
+            "project_id": pid, "timestamp": when, "observed": received,
+            "service": (attrs.get("sentry.service") or attrs.get("service.name")
+                        or attrs.get("server.address") or "")[:200],
+            "severity_number": min(max(number, 0), 24), "severity_text": level,
+            "body": str(entry.get("body") or "")[:32768],
+            "trace_id": str(entry.get("trace_id") or "").replace("-", "").lower()[:32],
+            "span_id": str(entry.get("span_id") or "").lower()[:16],
+            "event_name": "", "scope_name": attrs.get("sentry.origin", "")[:200],
+            "attributes": attrs, "resource_id": 0, "source": "sentry",
+        })
+
+
 HANDLERS: dict[str, Handler] = {
     "event": _event,
     "session": _session,
@@ -434,4 +481,5 @@ HANDLERS: dict[str, Handler] = {
     "client_report": _client_report,
     "transaction": _transaction,
     "span": _span,
+    "log": _log,
 }

@@ -40,7 +40,7 @@ class Runtime:
         )
         self.jobs = JobRunner(leadership_for(self.db.engine, settings.data_dir))
         self.jobs.add(
-            "retention", settings.retention_interval_s, lambda: apply_retention(self.db, self.store)
+            "retention", settings.retention_interval_s, lambda: apply_retention(self.db, self.store, self.blobs)
         )
         self.jobs.add("housekeeping", 3600, self._housekeeping)
         self.started_at = time.time()
