@@ -44,7 +44,11 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 SECONDS_PER_DAY = 86_400.0
+SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
+#: 1970-01-05 00:00 UTC, a Monday: weekly bucket 0 starts at Monday midnight UTC.
+WEEK_ORIGIN = 4 * SECONDS_PER_DAY
 N_CHANNELS = 4
+DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 @dataclass(frozen=True)
@@ -78,14 +82,29 @@ class DetectorParams:
     rearm_margin: float = 0.0
     refractory_damping: float = 0.0
     zclip: float = 20.0  # cap on the standardised residual fed to the smoothed channels
+    # Weekly seasonality (learned always, used only when the online test selects it).
+    week_buckets: int = 42  # blocks per week (42: four hours each, aligned to UTC midnight)
+    week_memory: float = 4.0  # in-bucket averaging window, in weeks of that block
+    week_min_cover: float = 1.5  # weeks of data a block needs before it is used
+    week_min_span_days: float = 14.0  # history needed before the weekly model may be chosen
+    week_select_days: float = 7.0  # averaging window of the model-selection errors
+    week_on_ratio: float = 0.8  # choose weekly when its error is below this x daily's
+    week_off_ratio: float = 0.9  # drop it again when its error rises above this x daily's
+    week_clip: float = 10.0  # residuals fed to the weekly profile are capped at this many scales
 
 
 PATTERNS = ("spike or dip", "level shift", "drift", "noise burst", "new value range")
+SEASONALITY = ("daily", "weekly")
 
 #: Per-series state arrays; every one has the series index as its first axis.
 STATE_FIELDS = (
     "count", "last_time", "level", "trend", "scale", "magnitude", "shift",
     "drift", "volatility", "high", "low", "peak", "peak_at",
+    # weekly model: first timestamp, observed seconds, its own level and scale, a slow
+    # baseline for the weekly profile, the two models' recent errors, the selection flag,
+    # and the current visit to a block of the week (mean, seconds, block) not yet committed
+    "first_time", "observed", "level_w", "scale_w", "slow", "err_d", "err_w", "weekly_on",
+    "visit_mean", "visit_weight", "visit_block",
 )
 
 
@@ -106,14 +125,29 @@ class DetectorState:
     low: np.ndarray
     peak: np.ndarray
     peak_at: np.ndarray
+    first_time: np.ndarray
+    observed: np.ndarray
+    level_w: np.ndarray
+    scale_w: np.ndarray
+    slow: np.ndarray
+    err_d: np.ndarray
+    err_w: np.ndarray
+    weekly_on: np.ndarray
+    visit_mean: np.ndarray
+    visit_weight: np.ndarray
+    visit_block: np.ndarray
     season: np.ndarray  # (n_series, season_buckets)
     memory: np.ndarray  # (n_series, N_CHANNELS): decaying maximum surprise per channel
+    week: np.ndarray  # (n_series, week_buckets): weekly profile, relative to ``slow``
+    week_weight: np.ndarray  # (n_series, week_buckets): seconds of data behind each block
 
     @classmethod
     def empty(cls, n_series: int, params: DetectorParams) -> DetectorState:
         arrays = {name: np.zeros(n_series) for name in STATE_FIELDS}
         return cls(**arrays, season=np.zeros((n_series, params.season_buckets)),
-                   memory=np.zeros((n_series, N_CHANNELS)))
+                   memory=np.zeros((n_series, N_CHANNELS)),
+                   week=np.zeros((n_series, params.week_buckets)),
+                   week_weight=np.zeros((n_series, params.week_buckets)))
 
     @property
     def n_series(self) -> int:
@@ -143,6 +177,8 @@ class PointResult:
     upper: np.ndarray
     deviation: np.ndarray  # signed residual in robust scales
     pattern: np.ndarray  # index into PATTERNS of the channel that drove the score
+    seasonality: np.ndarray  # index into SEASONALITY of the profile behind ``expected``
+    week_bucket: np.ndarray  # the point's block of the week (0 = Monday from 00:00 UTC)
 
 
 class BatchDetector:
@@ -173,13 +209,40 @@ class BatchDetector:
                   .astype(np.int64) % p.season_buckets)
         level = np.where(first, x, s.level[ids])
         season = s.season[ids, bucket]
-        expected = level + season
-        residual = x - expected
+        expected_d = level + season
+        residual = x - expected_d
 
         magnitude = np.where(first, np.abs(x), s.magnitude[ids])
         floor = p.relative_floor * magnitude + 1e-9
         scale = np.maximum(s.scale[ids], floor)
-        z = residual / scale
+
+        # Weekly model, run beside the daily one: expected = level_w + daily profile + the
+        # point's block of the weekly profile. Chosen per point only when (a) the series has
+        # ``week_min_span_days`` of history, (b) this block has ``week_min_cover`` weeks of
+        # data, and (c) the online model-selection test currently prefers it (see below).
+        week_len = SECONDS_PER_WEEK / p.week_buckets
+        wbucket = (np.floor(np.mod(times - WEEK_ORIGIN, SECONDS_PER_WEEK) / week_len)
+                   .astype(np.int64) % p.week_buckets)
+        first_time = np.where(first, times, s.first_time[ids])
+        # Seconds of data this point stands for: the time since the previous point, capped at
+        # one block so a gap does not count as observed time.
+        credit = np.where(first, 1.0, np.clip(times - s.last_time[ids], 1.0, week_len))
+        observed = s.observed[ids]
+        week = s.week[ids, wbucket]
+        week_weight = s.week_weight[ids, wbucket]
+        level_w = np.where(first, x, s.level_w[ids])
+        expected_w = level_w + season + week
+        residual_w = x - expected_w
+        scale_w = np.maximum(s.scale_w[ids], floor)
+        err_d, err_w = s.err_d[ids], s.err_w[ids]
+        mature = times - first_time >= p.week_min_span_days * SECONDS_PER_DAY
+        was_on = s.weekly_on[ids] > 0
+        weekly_on = mature & np.where(was_on, err_w < p.week_off_ratio * err_d,
+                                      err_w < p.week_on_ratio * err_d)
+        use_w = weekly_on & (week_weight >= p.week_min_cover * week_len)
+        expected = np.where(use_w, expected_w, expected_d)
+        used_scale = np.where(use_w, scale_w, scale)
+        z = np.where(use_w, residual_w, residual) / used_scale
         # The smoothed channels read the residual capped at ``zclip`` scales: one huge spike
         # then moves them by at most alpha * zclip and is left to the point channel, instead
         # of also posing as a level shift (which made recurring spikes alert twice over).
@@ -242,6 +305,48 @@ class BatchDetector:
         new_scale = np.where(first, 0.0, (1 - a_scale) * s.scale[ids] + a_scale * np.abs(clipped))
         new_magnitude = (1 - a_level) * magnitude + a_level * np.abs(x)
 
+        # Weekly model learning. Its level and scale update like the daily model's, on its own
+        # residual. The weekly profile is each block's mean of (value - daily profile - slow
+        # baseline), a running mean over the block's first weeks, then exponentially weighted
+        # over ``week_memory`` weeks of that block; the slow baseline (an average over about a
+        # week) takes out trend, so blocks last seen days apart stay comparable. The profile
+        # is not learned against the fast level because that level follows a weekend down
+        # within hours and would leave nothing for the profile to learn.
+        limit_w = np.where(count < 10, np.inf, p.clip * scale_w)
+        clipped_w = np.clip(residual_w, -limit_w, limit_w)
+        new_level_w = level_w + a_level * clipped_w
+        new_scale_w = np.where(first, 0.0,
+                               (1 - a_scale) * s.scale_w[ids] + a_scale * np.abs(clipped_w))
+        wide = np.where(count < 10, np.inf, p.week_clip * scale)
+        slow = np.where(first, x, s.slow[ids])
+        a_slow = credit / np.minimum(observed + credit, SECONDS_PER_WEEK)
+        new_slow = slow + a_slow * np.clip(x - season - slow, -wide, wide)
+        # The current visit to a block is averaged on the side and folded into the profile
+        # only when the series moves on to another block, so the profile that predicts a
+        # point was learned from earlier weeks alone. (Updated point by point, it would
+        # also track the current hours like a second level, and the selection test below
+        # would credit it with a skill that is not weekly.)
+        visit_block = s.visit_block[ids].astype(np.int64)
+        visit_weight = s.visit_weight[ids]
+        moved = (wbucket != visit_block) & (visit_weight > 0)
+        old_week = s.week[ids, visit_block]
+        old_weight = s.week_weight[ids, visit_block]
+        cap = p.week_memory * week_len
+        a_commit = visit_weight / np.maximum(np.minimum(old_weight + visit_weight, cap), 1.0)
+        committed = old_week + a_commit * (s.visit_mean[ids] - old_week)
+        committed_weight = np.minimum(old_weight + visit_weight, cap)
+        visit_mean = np.where(moved, 0.0, s.visit_mean[ids])
+        visit_weight = np.where(moved, 0.0, visit_weight)
+        target = week + np.clip(x - season - slow - week, -wide, wide)
+        new_visit_weight = visit_weight + credit
+        new_visit_mean = visit_mean + credit / new_visit_weight * (target - visit_mean)
+        # Online model selection: exponentially weighted mean absolute one-step error of
+        # each model (errors capped at ``week_clip`` scales so a spike does not decide),
+        # over about ``week_select_days`` of observed time.
+        a_sel = credit / np.minimum(observed + credit, p.week_select_days * SECONDS_PER_DAY)
+        new_err_d = err_d + a_sel * (np.minimum(np.abs(residual), wide) - err_d)
+        new_err_w = err_w + a_sel * (np.minimum(np.abs(residual_w), wide) - err_w)
+
         keep = valid
         upd = ids[keep]
         s.count[upd] = count[keep] + 1
@@ -258,8 +363,22 @@ class BatchDetector:
         s.peak[upd] = new_peak[keep]
         s.peak_at[upd] = new_peak_at[keep]
         s.season[upd, bucket[keep]] = new_season[keep]
+        s.first_time[upd] = first_time[keep]
+        s.observed[upd] = observed[keep] + credit[keep]
+        s.level_w[upd] = new_level_w[keep]
+        s.scale_w[upd] = new_scale_w[keep]
+        s.slow[upd] = new_slow[keep]
+        s.err_d[upd] = new_err_d[keep]
+        s.err_w[upd] = new_err_w[keep]
+        s.weekly_on[upd] = weekly_on[keep]
+        s.visit_mean[upd] = new_visit_mean[keep]
+        s.visit_weight[upd] = new_visit_weight[keep]
+        s.visit_block[upd] = wbucket[keep]
+        fold = keep & moved
+        s.week[ids[fold], visit_block[fold]] = committed[fold]
+        s.week_weight[ids[fold], visit_block[fold]] = committed_weight[fold]
 
-        band = p.clip * scale
+        band = p.clip * used_scale
         return PointResult(
             score=score,
             expected=expected,
@@ -267,6 +386,8 @@ class BatchDetector:
             upper=expected + band,
             deviation=z,
             pattern=pattern,
+            seasonality=use_w.astype(np.int64),
+            week_bucket=wbucket,
         )
 
     # -- persistence -------------------------------------------------------------------
@@ -286,7 +407,17 @@ class BatchDetector:
             raw = dict(archive["__params__"].tolist())
             params = DetectorParams(**{k: type(getattr(DetectorParams, k))(v) for k, v in raw.items()})
             detector = cls(0, params)
-            detector.state = DetectorState(**{f.name: archive[f.name].copy() for f in fields(DetectorState)})
+            stored = {f.name: archive[f.name].copy() for f in fields(DetectorState)
+                      if f.name in archive.files}
+        # State saved before the weekly model existed: its fields start empty, and the
+        # two-week clock starts at the last point seen.
+        legacy = "first_time" not in stored
+        fresh = DetectorState.empty(len(stored["count"]), params)
+        for name, value in vars(fresh).items():
+            stored.setdefault(name, value)
+        if legacy:
+            stored["first_time"] = stored["last_time"].copy()
+        detector.state = DetectorState(**stored)
         return detector
 
 
@@ -300,10 +431,26 @@ class Explanation:
     upper: float
     deviation: float
     pattern: str
+    seasonality: str = "daily"  # "weekly" when the weekly profile shaped ``expected``
+    period: str = ""  # the block of the week, such as "Wed 08:00-12:00 UTC", if weekly
 
     def describe(self) -> str:
+        where = f"weekly pattern, {self.period}" if self.seasonality == "weekly" else "daily pattern"
         return (f"{self.pattern}: {self.deviation:+.1f} scales from expected {self.expected:.4g} "
-                f"(normal range {self.lower:.4g} to {self.upper:.4g})")
+                f"(normal range {self.lower:.4g} to {self.upper:.4g}; {where})")
+
+
+def week_block(bucket: int, n_buckets: int) -> str:
+    """Name block ``bucket`` of a week cut into ``n_buckets``, as "Wed 08:00-12:00 UTC"."""
+    start = bucket * SECONDS_PER_WEEK / n_buckets
+    end = start + SECONDS_PER_WEEK / n_buckets
+    day = DAYS[int(start // SECONDS_PER_DAY)]
+
+    def clock(sec: float) -> str:
+        sec = sec % SECONDS_PER_DAY if sec % SECONDS_PER_DAY or sec == start else SECONDS_PER_DAY
+        return f"{int(sec // 3600):02d}:{int(sec % 3600 // 60):02d}"
+
+    return f"{day} {clock(start)}-{clock(end)} UTC"
 
 
 class StreamingDetector:
@@ -316,8 +463,11 @@ class StreamingDetector:
     def update(self, timestamp: float, value: float) -> Explanation:
         """Score one point (``timestamp`` in seconds since the epoch)."""
         r = self.batch.update(self._one, np.array([timestamp]), np.array([value]))
+        weekly = bool(r.seasonality[0])
+        period = week_block(int(r.week_bucket[0]), self.batch.params.week_buckets) if weekly else ""
         return Explanation(float(r.score[0]), float(r.expected[0]), float(r.lower[0]),
-                           float(r.upper[0]), float(r.deviation[0]), PATTERNS[int(r.pattern[0])])
+                           float(r.upper[0]), float(r.deviation[0]), PATTERNS[int(r.pattern[0])],
+                           SEASONALITY[int(weekly)], period)
 
     def save(self) -> bytes:
         return self.batch.save()
