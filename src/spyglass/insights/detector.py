@@ -104,7 +104,7 @@ STATE_FIELDS = (
     # baseline for the weekly profile, the two models' recent errors, the selection flag,
     # and the current visit to a block of the week (mean, seconds, block) not yet committed
     "first_time", "observed", "level_w", "scale_w", "slow", "err_d", "err_w", "weekly_on",
-    "visit_mean", "visit_weight", "visit_block",
+    "visit_mean", "visit_weight", "visit_block", "high_w", "low_w",
 )
 
 
@@ -136,6 +136,8 @@ class DetectorState:
     visit_mean: np.ndarray
     visit_weight: np.ndarray
     visit_block: np.ndarray
+    high_w: np.ndarray  # band of values net of the weekly profile (range channel, weekly)
+    low_w: np.ndarray
     season: np.ndarray  # (n_series, season_buckets)
     memory: np.ndarray  # (n_series, N_CHANNELS): decaying maximum surprise per channel
     week: np.ndarray  # (n_series, week_buckets): weekly profile, relative to ``slow``
@@ -273,14 +275,26 @@ class BatchDetector:
         # contracts slowly toward the level so an old excursion is forgotten).
         high = np.where(first, x, s.high[ids])
         low = np.where(first, x, s.low[ids])
-        span = np.maximum(high - low, floor)
-        outside = np.maximum(np.maximum(x - high, low - x), 0.0) / span
+        # Under the weekly model the band is that of the values net of the weekly profile:
+        # a normal weekend low is then no new extreme, a weekend-level Wednesday is. (It is
+        # kept from the first point, when the profile is still zero, so it starts wide and
+        # narrows at ``range_decay``: conservative, rather than alerting while it fills in.)
+        x_w = x - week
+        high_w = np.where(first, x, s.high_w[ids])
+        low_w = np.where(first, x, s.low_w[ids])
+        band_x = np.where(use_w, x_w, x)
+        band_high = np.where(use_w, high_w, high)
+        band_low = np.where(use_w, low_w, low)
+        span = np.maximum(band_high - band_low, floor)
+        outside = np.maximum(np.maximum(band_x - band_high, band_low - band_x), 0.0) / span
         range_novelty = p.range_weight * np.log1p(outside / p.range_tolerance) - p.range_offset
         channels = np.concatenate([ratio, range_novelty[:, None]], axis=1)
         pattern = channels.argmax(axis=1)
         novelty = channels.max(axis=1)
         new_high = np.maximum(x, high - p.range_decay * (high - level))
         new_low = np.minimum(x, low + p.range_decay * (level - low))
+        new_high_w = np.maximum(x_w, high_w - p.range_decay * (high_w - level_w))
+        new_low_w = np.minimum(x_w, low_w + p.range_decay * (level_w - low_w))
         score = np.where(warm & valid, _squash(novelty), 0.0)
         new_memory = np.maximum(memory * p.memory_decay, raw)
 
@@ -368,6 +382,8 @@ class BatchDetector:
         s.level_w[upd] = new_level_w[keep]
         s.scale_w[upd] = new_scale_w[keep]
         s.slow[upd] = new_slow[keep]
+        s.high_w[upd] = new_high_w[keep]
+        s.low_w[upd] = new_low_w[keep]
         s.err_d[upd] = new_err_d[keep]
         s.err_w[upd] = new_err_w[keep]
         s.weekly_on[upd] = weekly_on[keep]
