@@ -30,7 +30,10 @@ FEATURES = ["spyglass.kernel.api", "spyglass.kernel.web.pages", "spyglass.errors
             "spyglass.errors.security",
             "spyglass.errors.pages",
             "spyglass.errors.performance",
-            "spyglass.otel"]
+            "spyglass.otel", "spyglass.otel.sampling",
+            "spyglass.otel.traces_pages", "spyglass.otel.servicemap",
+            "spyglass.otel.logs_pages", "spyglass.otel.metrics_pages",
+            "spyglass.otel.dashboards"]
 
 
 #: Routes whose successful requests are not logged one by one (their volume is in /metrics).

@@ -6,7 +6,9 @@ when migrations run or are generated.
 
 import importlib
 
-FEATURE_MODEL_MODULES: list[str] = ["spyglass.errors.models", "spyglass.errors.releases"]
+FEATURE_MODEL_MODULES: list[str] = ["spyglass.errors.models", "spyglass.errors.releases",
+                                    "spyglass.otel.dashboards",
+                                    "spyglass.otel.sampling"]
 
 
 def import_all_models() -> None:
