@@ -558,14 +558,19 @@ def _histogram_quantiles(info: MetricInfo, by_series: dict[int, list[dict[str, A
             i = _bucket(row["timestamp"], xs, step)
             if i is None:
                 continue
-            for b, c in diff.items():
-                if c > 0:
-                    buckets[i][b] = buckets[i].get(b, 0.0) + c
-    return {key: [quantile(b, level) for b in buckets] for key, buckets in merged.items()}
+            for b, c in diff.items():  # empty buckets too: they bound their neighbours
+                buckets[i][b] = buckets[i].get(b, 0.0) + max(c, 0.0)
+    base = 2.0 ** (2.0 ** -target) if exponential else None
+    return {key: [quantile(b, level, base) for b in buckets] for key, buckets in merged.items()}
 
 
-def quantile(buckets: dict[float, float], level: float) -> float | None:
-    """The ``level`` quantile of a histogram given as upper bound → count (see the module doc)."""
+def quantile(buckets: dict[float, float], level: float, base: float | None = None,
+             ) -> float | None:
+    """The ``level`` quantile of a histogram given as upper bound → count (see the module doc).
+
+    The lowest bucket starts at 0 for explicit bounds and at ``upper / base`` for exponential
+    buckets (whose lower bound is known).
+    """
     total = sum(buckets.values())
     if total <= 0:
         return None
@@ -578,7 +583,12 @@ def quantile(buckets: dict[float, float], level: float) -> float | None:
             if math.isinf(upper):
                 finite = [u for u in uppers if not math.isinf(u)]
                 return finite[-1] if finite else None
-            lower = uppers[j - 1] if j > 0 else (0.0 if upper > 0 else upper)
+            if j > 0:
+                lower = uppers[j - 1]
+            elif base and upper > 0:
+                lower = upper / base
+            else:
+                lower = 0.0 if upper > 0 else upper
             return lower + (upper - lower) * (rank - cumulative) / count
         cumulative += count
     finite = [u for u in uppers if not math.isinf(u)]
