@@ -5,15 +5,21 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 HOST   ?= 127.0.0.1
 
-.PHONY: run demo install test test-embedded test-scaled assets clean
+.PHONY: run demo install install-test test test-embedded test-scaled assets clean
 
-$(BIN)/spyglass: pyproject.toml
+# Running needs the package only; testing also needs the test extra (browsers' driver, SDKs).
+$(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-install: $(BIN)/spyglass
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
 
 ## Install and start Spyglass on embedded storage (SQLite + DuckDB in ./spyglass-data).
 run: install
@@ -24,13 +30,13 @@ demo: install
 	$(BIN)/spyglass demo --host $(HOST) --port $(PORT)
 
 ## Run the whole test suite on both storage stacks.
-test: install test-embedded test-scaled
+test: install-test test-embedded test-scaled
 
-test-embedded: install
+test-embedded: install-test
 	SPYGLASS_TEST_STACK=embedded $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 ## Postgres (SPYGLASS_TEST_DATABASE_URL) + ClickHouse SQL on chDB (or SPYGLASS_TEST_CLICKHOUSE_URL).
-test-scaled: install
+test-scaled: install-test
 	SPYGLASS_TEST_STACK=scaled $(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not browser" --ignore=tests/insights
 
 ## Re-copy pinned front-end packages from npm into the package (maintainers only).
