@@ -104,7 +104,7 @@ STATE_FIELDS = (
     # baseline for the weekly profile, the two models' recent errors, the selection flag,
     # and the current visit to a block of the week (mean, seconds, block) not yet committed
     "first_time", "observed", "level_w", "scale_w", "slow", "err_d", "err_w", "weekly_on",
-    "visit_mean", "visit_weight", "visit_block", "high_w", "low_w",
+    "visit_mean", "visit_weight", "visit_block", "high_w", "low_w", "slow_dev",
 )
 
 
@@ -138,6 +138,7 @@ class DetectorState:
     visit_block: np.ndarray
     high_w: np.ndarray  # band of values net of the weekly profile (range channel, weekly)
     low_w: np.ndarray
+    slow_dev: np.ndarray  # mean absolute deviation from ``slow`` (caps the weekly updates)
     season: np.ndarray  # (n_series, season_buckets)
     memory: np.ndarray  # (n_series, N_CHANNELS): decaying maximum surprise per channel
     week: np.ndarray  # (n_series, week_buckets): weekly profile, relative to ``slow``
@@ -331,10 +332,19 @@ class BatchDetector:
         new_level_w = level_w + a_level * clipped_w
         new_scale_w = np.where(first, 0.0,
                                (1 - a_scale) * s.scale_w[ids] + a_scale * np.abs(clipped_w))
-        wide = np.where(count < 10, np.inf, p.week_clip * scale)
+        # Updates of the slow baseline and the weekly profile are capped at ``week_clip``
+        # mean absolute deviations from the baseline: a deviation the size of a weekend
+        # gets through, a one-off spike of a million does not.
         slow = np.where(first, x, s.slow[ids])
+        slow_dev = s.slow_dev[ids]
+        wide = np.where(count < 10, np.inf, p.week_clip * np.maximum(slow_dev, floor))
+        # The baseline averages the values net of both profiles over about a week (net of
+        # the weekly one too, or it would sag every weekend and the profile, learned against
+        # it, would carry that sag into every prediction).
         a_slow = credit / np.minimum(observed + credit, SECONDS_PER_WEEK)
-        new_slow = slow + a_slow * np.clip(x - season - slow, -wide, wide)
+        dev = np.clip(x - season - slow, -wide, wide)
+        new_slow = slow + a_slow * np.clip(x - season - week - slow, -wide, wide)
+        new_slow_dev = slow_dev + a_slow * (np.abs(dev) - slow_dev)
         # The current visit to a block is averaged on the side and folded into the profile
         # only when the series moves on to another block, so the profile that predicts a
         # point was learned from earlier weeks alone. (Updated point by point, it would
@@ -351,15 +361,16 @@ class BatchDetector:
         committed_weight = np.minimum(old_weight + visit_weight, cap)
         visit_mean = np.where(moved, 0.0, s.visit_mean[ids])
         visit_weight = np.where(moved, 0.0, visit_weight)
-        target = week + np.clip(x - season - slow - week, -wide, wide)
+        target = week + np.clip(dev - week, -wide, wide)
         new_visit_weight = visit_weight + credit
         new_visit_mean = visit_mean + credit / new_visit_weight * (target - visit_mean)
         # Online model selection: exponentially weighted mean absolute one-step error of
         # each model (errors capped at ``week_clip`` scales so a spike does not decide),
         # over about ``week_select_days`` of observed time.
         a_sel = credit / np.minimum(observed + credit, p.week_select_days * SECONDS_PER_DAY)
-        new_err_d = err_d + a_sel * (np.minimum(np.abs(residual), wide) - err_d)
-        new_err_w = err_w + a_sel * (np.minimum(np.abs(residual_w), wide) - err_w)
+        cap_err = wide
+        new_err_d = err_d + a_sel * (np.minimum(np.abs(residual), cap_err) - err_d)
+        new_err_w = err_w + a_sel * (np.minimum(np.abs(residual_w), cap_err) - err_w)
 
         keep = valid
         upd = ids[keep]
@@ -382,6 +393,7 @@ class BatchDetector:
         s.level_w[upd] = new_level_w[keep]
         s.scale_w[upd] = new_scale_w[keep]
         s.slow[upd] = new_slow[keep]
+        s.slow_dev[upd] = new_slow_dev[keep]
         s.high_w[upd] = new_high_w[keep]
         s.low_w[upd] = new_low_w[keep]
         s.err_d[upd] = new_err_d[keep]
