@@ -52,6 +52,9 @@ class Converted:
     reasons: Counter[str] = field(default_factory=Counter)
     #: resource_id → (service, attributes) of the resources the rows reference.
     resources: dict[int, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    #: Exceptions recorded on spans or log records, for the error tracker
+    #: (``spyglass.errors.record.SeenException`` dicts).
+    exceptions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def accepted(self) -> int:
@@ -176,6 +179,7 @@ def spans_table(request: Any, project_id: int, source: str = "otlp") -> Converte
     attrs = _MapColumn()
     resources: dict[int, tuple[str, dict[str, str]]] = {}
     reasons: Counter[str] = Counter()
+    exceptions: list[dict[str, Any]] = []
     hot = HOT_SPAN_ATTRIBUTES
 
     for rs in request.resource_spans:
@@ -239,6 +243,11 @@ def spans_table(request: Any, project_id: int, source: str = "otlp") -> Converte
                     rid,
                 ))
                 attrs.add(span_attrs)
+                if events:
+                    for e in events:
+                        if e.name == "exception":
+                            exceptions.append(_span_exception(e, tid, sid, service, name,
+                                                              span_attrs, resources.get(rid)))
 
     n = len(rows)
     schema = SPANS.arrow_schema
@@ -249,7 +258,23 @@ def spans_table(request: Any, project_id: int, source: str = "otlp") -> Converte
     columns["project_id"] = pa.array([project_id] * n, pa.uint64())
     columns["attributes"] = attrs.array()
     columns["source"] = pa.array([source] * n, pa.string())
-    return Converted(_table(schema, columns), sum(reasons.values()), reasons, resources)
+    return Converted(_table(schema, columns), sum(reasons.values()), reasons, resources,
+                     exceptions)
+
+
+def _span_exception(event: Any, tid: bytes, sid: bytes, service: str, name: str,
+                    span_attrs: dict[str, str], resource: tuple[str, dict[str, str]] | None,
+                    ) -> dict[str, Any]:
+    """An ``exception`` span event (OTel semantic conventions) for the error tracker."""
+    e = attributes(event.attributes)
+    return {
+        "type": e.get("exception.type", ""), "message": e.get("exception.message", ""),
+        "stacktrace": e.get("exception.stacktrace", ""),
+        "escaped": e.get("exception.escaped", "").lower() == "true",
+        "time_unix_nano": event.time_unix_nano, "trace_id": tid.hex(), "span_id": sid.hex(),
+        "service": service, "name": name, "source": "span",
+        "attributes": {**span_attrs, **e}, "resource": resource[1] if resource else {},
+    }
 
 
 def _span_events(items: Any) -> str:
@@ -299,6 +324,7 @@ def logs_table(request: Any, project_id: int, source: str = "otlp") -> Converted
     resource_ids: list[int] = []
     resources: dict[int, tuple[str, dict[str, str]]] = {}
     reasons: Counter[str] = Counter()
+    exceptions: list[dict[str, Any]] = []
 
     for rl in request.resource_logs:
         service, rid = _resource(rl.resource, resources)
@@ -332,8 +358,22 @@ def logs_table(request: Any, project_id: int, source: str = "otlp") -> Converted
                 span_ids.append("" if sid == _ZERO_SPAN else sid.hex())
                 event_names.append(record.event_name[:256])
                 scope_names.append(scope_name)
-                attrs.add(attributes(record.attributes))
+                record_attrs = attributes(record.attributes)
+                attrs.add(record_attrs)
                 resource_ids.append(rid)
+                if "exception.type" in record_attrs or "exception.message" in record_attrs:
+                    resource = resources.get(rid)
+                    exceptions.append({
+                        "type": record_attrs.get("exception.type", ""),
+                        "message": record_attrs.get("exception.message", ""),
+                        "stacktrace": record_attrs.get("exception.stacktrace", ""),
+                        "escaped": record_attrs.get("exception.escaped", "").lower() == "true",
+                        "time_unix_nano": when_ns, "trace_id": trace_ids[-1],
+                        "span_id": span_ids[-1], "service": service, "name": text,
+                        "source": "log", "severity_number": severities[-1],
+                        "scope": scope_name, "attributes": record_attrs,
+                        "resource": resource[1] if resource else {},
+                    })
 
     n = len(timestamps)
     columns = {
@@ -353,7 +393,7 @@ def logs_table(request: Any, project_id: int, source: str = "otlp") -> Converted
         "source": pa.array([source] * n, pa.string()),
     }
     return Converted(_table(LOGS.arrow_schema, columns), sum(reasons.values()), reasons,
-                     resources)
+                     resources, exceptions)
 
 
 # -- metrics ---------------------------------------------------------------------------------
