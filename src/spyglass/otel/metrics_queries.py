@@ -411,18 +411,29 @@ def _is_reset(prev: dict[str, Any], cur: dict[str, Any], field_: str) -> bool:
 def _increases(info: MetricInfo, by_series: dict[int, list[dict[str, Any]]], q: MetricQuery,
                xs: list[int], step: int, since: dt.datetime, fetch_since: dt.datetime,
                agg: str, until: dt.datetime) -> dict[tuple[str, ...], list[float | None]]:
-    """rate/increase of sums (of ``count`` for histograms); avg = sum increase / count increase."""
+    """rate/increase of sums (of ``count`` for histograms); avg = sum increase / count increase.
+
+    The rate of a cumulative series in a step is its increases over the time they span (from
+    each point's predecessor), so a step that holds fewer points (the last, still running one)
+    is not underestimated; a delta series' rate is its sum over the step's elapsed seconds.
+    The group's rate is the sum of its series' rates.
+    """
     field_ = "value" if info.type in ("sum", "gauge") else "count"
+    end = (until - EPOCH).total_seconds()
     inc: dict[tuple[str, ...], list[float | None]] = {}
     den: dict[tuple[str, ...], list[float]] = {}
     for points in by_series.values():
         key = _key(q, points[0])
         acc = inc.setdefault(key, [None] * len(xs))
         counts = den.setdefault(key, [0.0] * len(xs))
+        mine: list[float | None] = [None] * len(xs)
+        spans = [0.0] * len(xs)
         prev = None
         for cur in points:
             d = _delta(prev, cur, field_, fetch_since)
             ds = _delta(prev, cur, "sum", fetch_since) if agg == "avg" and d is not None else None
+            span = (cur["timestamp"] - (prev["timestamp"] if prev else cur["start_time"])
+                    ).total_seconds()
             prev = cur
             if d is None or cur["timestamp"] < since:
                 continue
@@ -432,16 +443,22 @@ def _increases(info: MetricInfo, by_series: dict[int, list[dict[str, Any]]], q: 
             if agg == "avg":
                 acc[i] = (acc[i] or 0.0) + (ds if ds is not None and not math.isnan(ds) else 0.0)
                 counts[i] += d
+            elif agg == "rate" and cur["temporality"] != 1:
+                mine[i] = (mine[i] or 0.0) + d
+                spans[i] += max(span, 0.0)
+            elif agg == "rate":
+                mine[i] = (mine[i] or 0.0) + d
+                spans[i] = max(1.0, min(step, end - xs[i]))
             else:
                 acc[i] = (acc[i] or 0.0) + d
+        if agg == "rate":
+            for i, v in enumerate(mine):
+                if v is not None:
+                    rate = v / (spans[i] if spans[i] > 0 else step)
+                    acc[i] = (acc[i] or 0.0) + rate
     out: dict[tuple[str, ...], list[float | None]] = {}
     for key, values in inc.items():
-        if agg == "rate":
-            # The last step may reach past ``until``: divide by the part of it that has passed.
-            end = (until - EPOCH).total_seconds()
-            out[key] = [None if v is None else v / max(1.0, min(step, end - xs[i]))
-                        for i, v in enumerate(values)]
-        elif agg == "avg":
+        if agg == "avg":
             out[key] = [None if v is None or not den[key][i] else v / den[key][i]
                         for i, v in enumerate(values)]
         else:

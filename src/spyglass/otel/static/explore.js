@@ -17,7 +17,7 @@
     if (a >= 1e9) return (v / 1e9).toFixed(2) + "G";
     if (a >= 1e6) return (v / 1e6).toFixed(2) + "M";
     if (a >= 1e4) return (v / 1e3).toFixed(1) + "k";
-    if (a >= 100) return v.toFixed(1);
+    if (a >= 100) return String(Math.round(v * 10) / 10);
     if (a >= 1) return v.toFixed(3).replace(/\.?0+$/, "");
     return v.toPrecision(3);
   }
@@ -37,7 +37,10 @@
     window.location.href = url.toString();
   }
   function sized(el, opts, data) {
-    var chart = new uPlot(Object.assign(opts, {width: Math.max(el.clientWidth, 300)}), data, el);
+    var chart = new uPlot(Object.assign(opts, {
+      width: Math.max(el.clientWidth, 300),
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); }
+    }), data, el);
     new ResizeObserver(function () { chart.setSize({width: Math.max(el.clientWidth, 300), height: opts.height}); }).observe(el);
     return chart;
   }
@@ -64,7 +67,7 @@
     }
     sized(el, {
       height: 120, legend: {show: true, live: true}, cursor: {drag: {x: true, y: false}},
-      series: series, data: data,
+      series: series,
       axes: [axis(), axis({size: 44, values: function (u, vals) { return vals.map(fmt); }})],
       scales: {y: {range: function (u, min, max) { return [0, max > 0 ? max * 1.08 : 1]; }}},
       hooks: {setSelect: [zoomTo]}
