@@ -1,6 +1,6 @@
 """Streaming anomaly detector that updates many series at once with bounded state per series.
 
-Each series keeps a few dozen floats (see :class:`DetectorState`); one call to
+Each series keeps about 140 floats (see :class:`DetectorState`); one call to
 :meth:`BatchDetector.update` advances any subset of series by one point each, as numpy array
 operations, so tens of thousands of series can be scored per millisecond-scale call.
 
@@ -31,6 +31,23 @@ Algorithm, per point ``x`` at time ``t``:
 4. **Refractory period.** A point is reported at full strength only when it is more novel
    than the last reported peak or that peak is ``refractory`` points old, so a continuing
    incident alerts once instead of on every row (alert de-duplication).
+5. **Weekly seasonality, when the evidence supports it.** Beside the daily model runs a
+   weekly one: the same daily profile plus a weekly profile of ``week_buckets`` blocks
+   (four hours each by default, from Monday 00:00 UTC), with its own level and scale. A
+   block's value is the mean of (value - daily profile - slow baseline) over its visits in
+   earlier weeks (the visit in progress is folded in only when the block ends), running mean
+   first, then exponentially weighted over ``week_memory`` weeks (multiple seasonal
+   Holt-Winters in the spirit of Taylor 2003, "Short-term electricity demand forecasting
+   using double seasonal exponential smoothing", *JORS* 54). The weekly model scores a
+   point only when (a) the series has ``week_min_span_days`` (14) days of history, (b) the
+   point's block has ``week_min_cover`` (1.5) weeks of data from earlier weeks, and (c) an
+   online model-selection test prefers it: each model's absolute one-step-ahead error is
+   averaged over about ``week_select_days`` (7) days of observed time, and the weekly model
+   is chosen when its error falls below ``week_on_ratio`` (0.8) times the daily model's, and
+   dropped when it rises above ``week_off_ratio`` (0.9) times (hysteresis). Both errors are
+   out-of-sample (each prediction is made before the point is learned), so the extra 42
+   parameters cannot win by fitting noise. Until then the daily model's scores are exactly
+   what they would be without the weekly one.
 
 Scores are in [0, 1]; no labels and no per-series tuning are involved.
 """
