@@ -31,6 +31,7 @@ import httpx
 import orjson
 
 from spyglass.config import Settings
+from spyglass.demo_otel import start_otel_shop
 from spyglass.errors.useragent import contexts_from_user_agent
 from spyglass.kernel.auth import accounts
 from spyglass.kernel.auth.passwords import hash_password
@@ -187,11 +188,14 @@ def run_demo(settings: Settings, host: str | None, port: int | None) -> None:
     )
     feeder = DemoFeeder(_local_url(settings), demo)
     threading.Thread(target=feeder.run, name="spyglass-demo-feed", daemon=True).start()
+    # Four OpenTelemetry-instrumented services feeding traces, metrics and logs over OTLP.
+    otel_shop = start_otel_shop(_local_url(settings), demo.projects[BACKEND[0]][1])
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
                     access_log=False, server_header=False)
     finally:
         feeder.stop()
+        otel_shop.stop()
 
 
 def _local_url(settings: Settings) -> str:
