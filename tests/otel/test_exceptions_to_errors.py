@@ -45,12 +45,11 @@ def test_span_exceptions_become_grouped_events(live) -> None:  # type: ignore[no
     contexts = []
     for amount in (10, 20):
         # The SDK records the exception as an ``exception`` span event when it escapes.
-        with pytest.raises(CardDeclined):
-            with tracer.start_as_current_span("POST /charge", kind=SpanKind.SERVER,
-                                              attributes={"http.route": "/charge",
-                                                          "customer.tier": "gold"}) as span:
-                contexts.append(span.get_span_context())
-                charge(amount)
+        with pytest.raises(CardDeclined), tracer.start_as_current_span(
+                "POST /charge", kind=SpanKind.SERVER,
+                attributes={"http.route": "/charge", "customer.tier": "gold"}) as span:
+            contexts.append(span.get_span_context())
+            charge(amount)
     with tracer.start_as_current_span("GET /health"):
         pass  # no exception: no event
     provider.shutdown()

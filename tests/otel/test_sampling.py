@@ -66,12 +66,11 @@ def test_tail_policy_keeps_errors_slow_traces_and_their_later_spans(live) -> Non
     provider, memory = _tracer()
     tracer = provider.get_tracer("t")
     for _ in range(20):  # fast, fine traces: dropped (0 %)
-        with tracer.start_as_current_span("GET /"):
-            with tracer.start_as_current_span("SELECT"):
-                pass
-    with tracer.start_as_current_span("POST /pay") as failing:
-        with tracer.start_as_current_span("charge") as child:
-            child.set_status(Status(StatusCode.ERROR, "declined"))
+        with tracer.start_as_current_span("GET /"), tracer.start_as_current_span("SELECT"):
+            pass
+    with tracer.start_as_current_span("POST /pay") as failing, \
+            tracer.start_as_current_span("charge") as child:
+        child.set_status(Status(StatusCode.ERROR, "declined"))
     start = time.time_ns()
     slow = tracer.start_span("GET /report", start_time=start)
     slow.end(end_time=start + 700_000_000)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import re
 from typing import Any, TypedDict
 
@@ -308,7 +309,7 @@ def _java(lines: list[str]) -> list[dict[str, Any]]:
 
 def _go(lines: list[str]) -> list[dict[str, Any]]:
     frames = []
-    for func_line, file_line in zip(lines, lines[1:]):
+    for func_line, file_line in itertools.pairwise(lines):
         f, loc = _GO_FUNC.match(func_line), _GO_FILE.match(file_line)
         if f and loc:
             path = loc["file"]

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-
 from google.protobuf.message import Message
 
 from spyglass.errors.record import record_exceptions
@@ -100,7 +99,7 @@ def _record_exceptions(errors: Any, writer: BatchingWriter, project_id: int,
     received = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     try:
         out = record_exceptions(processor, project_id, exceptions, received)
-    except Exception as exc:  # noqa: BLE001 -- e.g. the metadata DB is down: retry later
+    except Exception as exc:
         log.error("otel_exceptions_failed", project_id=project_id, error=repr(exc))
         raise WriteFailed(f"exceptions not recorded: {exc}") from exc
     try:
