@@ -39,7 +39,7 @@ from spyglass.otel.traces_pages import (
     base_path,
     has_spans,
     project_for,
-    service_color,
+    project_palette,
     setup_info,
     store_of,
 )
@@ -184,8 +184,9 @@ def service_map(store: TelemetryStore, project_id: int, since: dt.datetime,
     nodes = {r["service"]: ServiceNode(r["service"], _red(r, seconds), int(r["spans"]))
              for r in service_red(store, project_id, since, until)}
     edges = service_edges(store, project_id, since, until)
+    instrumented = set(nodes)
     for e in edges:
-        if e.target in nodes:
+        if e.target in instrumented:
             e.external = False
             continue
         if e.external:
@@ -249,8 +250,8 @@ def top_operations(store: TelemetryStore, project_id: int, service: str, since: 
 
 # -- layout -------------------------------------------------------------------------------------
 
-NODE_W, NODE_H = 200, 62
-GAP_X, GAP_Y = 120, 26
+NODE_W, NODE_H = 196, 62
+GAP_X, GAP_Y = 132, 30
 MARGIN = 28
 
 
@@ -462,6 +463,7 @@ def services_page(
     return templating.render(request, "traces/services.html", {
         "caller": caller, "org": org, "project": project, "role": role, "base": base,
         "assets": ASSETS, "asset_version": __version__, "tab": "services",
+        "service_color": project_palette(store, project.id, [n.name for n in nodes]),
         "nodes": nodes, "node_by_name": {n.name: n for n in nodes}, "edges": edges,
         "drawing": drawing, "edge_width": lambda e: _edge_width(e.red.rate, peak),
         "node_w": NODE_W, "node_h": NODE_H, "period": period, "periods": list(PERIODS),
@@ -505,7 +507,7 @@ def service_page(
         "series": red_series(store, project.id, service, since, until, step),
         "step": step, "operations": operations, "entry": entry,
         "callers": callers, "callees": callees, "period": period, "periods": list(PERIODS),
-        "color": service_color(service), "quote": quote,
+        "service_color": project_palette(store, project.id, [service]), "quote": quote,
     }, db=db)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -61,6 +62,29 @@ PALETTE = ["#6d5dfc", "#16a394", "#e8833a", "#3b82f6", "#d9468f", "#8a9a1b", "#0
 
 def service_color(name: str) -> str:
     return PALETTE[zlib.crc32(name.encode()) % len(PALETTE)]
+
+
+def palette(names: Iterable[str]) -> Callable[[str], str]:
+    """Colours for a set of services, distinct while the palette lasts: each name takes its
+    hashed colour, or the next free one (in name order, so every page of a project that
+    passes the same set agrees)."""
+    taken: dict[str, str] = {}
+    used: set[int] = set()
+    for name in sorted(set(names)):
+        i = zlib.crc32(name.encode()) % len(PALETTE)
+        if len(used) < len(PALETTE):
+            while i in used:
+                i = (i + 1) % len(PALETTE)
+        used.add(i)
+        taken[name] = PALETTE[i]
+    return lambda name: taken.get(name) or service_color(name)
+
+
+def project_palette(store: TelemetryStore, project_id: int, extra: Iterable[str] = ()
+                    ) -> Callable[[str], str]:
+    """The project's colours: over the services seen in the last week, plus ``extra``."""
+    since = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=7)
+    return palette([*tq.services_seen(store, project_id, since), *extra])
 
 
 def duration_ms(ms: float | None) -> str:
@@ -215,7 +239,7 @@ def traces_page(
     return templating.render(request, "traces/search.html", {
         "caller": caller, "org": org, "project": project, "role": role, "base": base,
         "assets": ASSETS, "asset_version": __version__, "tab": "search",
-        "hits": hits, "longest": max((h.duration_ms for h in hits), default=0.0),
+        "service_color": project_palette(store, project.id, services), "hits": hits, "longest": max((h.duration_ms for h in hits), default=0.0),
         "scatter": _scatter(hits, base) if hits else None,
         "services": services, "operations": operations, "state": state, "url": url,
         "periods": list(tq.PERIODS), "limits": tq.LIMITS, "sorts": SORTS,
@@ -229,7 +253,7 @@ def traces_page(
 # -- one trace ----------------------------------------------------------------------------------
 
 
-def _row(node: tq.Node, tree: tq.Tree) -> dict[str, Any]:
+def _row(node: tq.Node, tree: tq.Tree, color: Callable[[str], str]) -> dict[str, Any]:
     total = max(tree.duration_us, 1)
     left = (node.start_us - tree.start_us) / total * 100
     width = node.duration_us / total * 100
@@ -241,7 +265,7 @@ def _row(node: tq.Node, tree: tq.Tree) -> dict[str, Any]:
     exceptions = [e for e in span.events if e.get("name") == "exception"]
     return {
         "node": node, "span": span, "left": left, "width": width, "critical": critical,
-        "offset_us": node.start_us - tree.start_us, "color": service_color(span.service),
+        "offset_us": node.start_us - tree.start_us, "color": color(span.service),
         "error": span.status == "error", "exceptions": exceptions,
         "label_right": left + width < 78,
     }
@@ -306,11 +330,12 @@ def trace_page(
         counts[1] += n.span.status == "error"
     root = tree.roots[0]
     span_ids = {n.span_id for n in tree.rows}
+    color = project_palette(store, project.id, services)
     return templating.render(request, "traces/trace.html", {
         "caller": caller, "org": org, "project": project, "role": role, "base": base,
         "assets": ASSETS, "asset_version": __version__, "tab": "search",
         "trace_id": trace_id, "tree": tree, "root": root, "start": start,
-        "rows": [_row(n, tree) for n in tree.rows], "detail": _detail,
+        "service_color": color, "rows": [_row(n, tree, color) for n in tree.rows], "detail": _detail,
         "services": sorted(services.items(), key=lambda kv: (-kv[1][0], kv[0])),
         "errors_count": sum(1 for n in tree.rows if n.span.status == "error"),
         "depth": max((n.depth for n in tree.rows), default=0) + 1,

@@ -237,6 +237,13 @@ def describe_traces(store: TelemetryStore, project_id: int, trace_ids: list[str]
     return hits
 
 
+def services_seen(store: TelemetryStore, project_id: int, since: dt.datetime) -> list[str]:
+    return [r["service"] for r in store.rows(
+        "SELECT DISTINCT service FROM spans WHERE project_id = {p:UInt64} "
+        "AND start >= {since:DateTime64(6)} ORDER BY service LIMIT 500",
+        {"p": project_id, "since": since})]
+
+
 def facets(store: TelemetryStore, project_id: int, since: dt.datetime,
            service: str = "") -> tuple[list[str], list[str]]:
     """Services seen since ``since``, and the operations (of ``service`` when given)."""

@@ -41,7 +41,7 @@
     function select(row, scroll) {
       var was = row.classList.contains("selected");
       rows.forEach(function (r) {
-        if (r.classList.contains("selected")) { r.classList.remove("selected"); r.setAttribute("aria-expanded", "false"); var d = detailOf(r); if (d) d.hidden = true; }
+        if (r.classList.contains("selected")) { r.classList.remove("selected"); var d = detailOf(r); if (d) d.hidden = true; }
       });
       if (was && !scroll) { history.replaceState(null, "", location.pathname + location.search); return; }
       // Reveal the row: expand its collapsed ancestors.
@@ -49,7 +49,6 @@
       while (p) { setCollapsed(p, false); p = byId[p.dataset.parentId]; }
       refresh();
       row.classList.add("selected");
-      row.setAttribute("aria-expanded", "true");
       var det = detailOf(row);
       if (det) det.hidden = false;
       history.replaceState(null, "", "#span-" + row.dataset.spanId);
@@ -155,26 +154,35 @@
     var plot = chart(el, [
       {label: "OK", stroke: "#6d5dfc", fill: "rgba(109,93,252,0.35)", paths: none, points: {show: true, size: 9, width: 1.5, fill: "rgba(109,93,252,0.45)"}, value: function (u, v) { return fmtMs(v); }},
       {label: "With errors", stroke: "#e0454b", paths: none, points: {show: true, size: 9, width: 1.5, fill: "rgba(224,69,75,0.55)"}, value: function (u, v) { return fmtMs(v); }}
-    ], [s.x, s.ok, s.error], {y: {values: axisMs}, extra: {cursor: {points: {size: 11}, dataIdx: nearest}}});
-    // The point nearest to the pointer in both directions, so clicks hit what they point at.
-    function nearest(u, seriesIdx, hoveredIdx, cursorXVal) {
-      var left = u.cursor.left, top = u.cursor.top, best = hoveredIdx, bestD = Infinity;
+    ], [s.x, s.ok, s.error], {y: {values: axisMs}, extra: {legend: {show: false}}});
+    // The point nearest to the pointer in both directions (within 16 px), so a click opens
+    // the trace it points at even where points crowd along the time axis.
+    function nearest(ev) {
+      var r = plot.over.getBoundingClientRect();
+      var left = ev.clientX - r.left, top = ev.clientY - r.top, best = null, bestD = 16 * 16;
       for (var i = 0; i < s.x.length; i++) {
         var y = s.ok[i] != null ? s.ok[i] : s.error[i];
-        var dx = u.valToPos(s.x[i], "x") - left, dy = u.valToPos(y, "y") - top;
+        var dx = plot.valToPos(s.x[i], "x") - left, dy = plot.valToPos(y, "y") - top;
         var d = dx * dx + dy * dy;
-        if (d < bestD) { bestD = d; best = i; }
+        if (d <= bestD) { bestD = d; best = i; }
       }
       return best;
     }
-    plot.over.title = "";
-    plot.over.addEventListener("click", function () {
-      var i = plot.cursor.idx;
+    el._uplot = plot;
+    // uPlot takes clicks for its drag-to-zoom (and drops those that moved a pixel): pointer
+    // events come first and are ours.
+    var down = null;
+    plot.over.addEventListener("pointerdown", function (ev) { down = [ev.clientX, ev.clientY]; });
+    plot.over.addEventListener("pointerup", function (ev) {
+      if (!down || Math.abs(ev.clientX - down[0]) > 4 || Math.abs(ev.clientY - down[1]) > 4) return;
+      down = null;
+      var i = nearest(ev);
       if (i != null && s.url[i]) location.href = s.url[i];
     });
-    plot.over.addEventListener("mousemove", function () {
-      var i = plot.cursor.idx;
-      plot.over.title = i != null ? s.label[i] : "";
+    plot.over.addEventListener("mousemove", function (ev) {
+      var i = nearest(ev);
+      plot.over.title = i != null ? s.label[i] + " · " + fmtMs(s.ok[i] != null ? s.ok[i] : s.error[i]) : "";
+      plot.over.style.cursor = i != null ? "pointer" : "crosshair";
     });
   }
 
@@ -191,9 +199,8 @@
       {label: "req/s", stroke: "#6d5dfc", fill: "rgba(109,93,252,0.35)", paths: bars, points: {show: false}, value: function (u, v) { return fixed(v); }}
     ], [s.x, s.rate]);
     if ((el = document.getElementById("chart-errors"))) chart(el, [
-      {label: "errors/s", stroke: "#e0454b", fill: "rgba(224,69,75,0.45)", paths: bars, points: {show: false}, value: function (u, v) { return fixed(v); }},
-      {label: "error %", stroke: "#9a5b00", width: 1.5, scale: "%", spanGaps: true, points: dots, value: function (u, v) { return v == null ? "—" : v.toFixed(1) + "%"; }}
-    ], [s.x, s.error_rate_s, s.error_pct], {extra: {axes: [Object.assign({}, AXIS), Object.assign({size: 56}, AXIS), Object.assign({side: 1, size: 48, values: function (u, vals) { return vals.map(function (v) { return v + "%"; }); }}, AXIS, {grid: {show: false}})], scales: {y: {range: function (u, min, max) { return [0, max > 0 ? max * 1.12 : 1]; }}, "%": {range: [0, 100]}}}});
+      {label: "errors/s", stroke: "#e0454b", fill: "rgba(224,69,75,0.5)", paths: bars, points: {show: false}, value: function (u, v) { return fixed(v); }}
+    ], [s.x, s.error_rate_s]);
     if ((el = document.getElementById("chart-duration"))) chart(el, [
       {label: "p50", stroke: "#6d5dfc", width: 2, spanGaps: true, points: dots, value: function (u, v) { return fmtMs(v); }},
       {label: "p95", stroke: "#e8833a", width: 2, spanGaps: true, points: dots, value: function (u, v) { return fmtMs(v); }},
@@ -216,6 +223,12 @@
         }
       });
     }
+    var labels = document.getElementById("map-labels");
+    if (labels) labels.addEventListener("change", function () { svg.classList.toggle("labels", labels.checked); });
+    svg.querySelectorAll(".edge").forEach(function (e) {
+      e.addEventListener("mouseenter", function () { e.classList.add("hover"); });
+      e.addEventListener("mouseleave", function () { e.classList.remove("hover"); });
+    });
     svg.querySelectorAll(".node").forEach(function (n) {
       n.addEventListener("mouseenter", function () { light(n.dataset.node, true); });
       n.addEventListener("mouseleave", function () { light(n.dataset.node, false); });
