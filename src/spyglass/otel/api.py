@@ -100,7 +100,7 @@ async def get_trace(project_id: int, trace_id: str, request: Request,
     if not TRACE_ID.match(trace_id):
         raise HTTPException(404, "a trace id is 32 hexadecimal digits")
     store: TelemetryStore = request.app.state.runtime.store
-    spans = await run_in_threadpool(_trace_spans, store, project_id, trace_id.lower())
+    spans = await run_in_threadpool(trace_spans, store, project_id, trace_id.lower())
     if not spans:
         raise HTTPException(404, "no spans of this trace")
     first = min(s.start for s in spans)
@@ -116,7 +116,7 @@ async def get_trace(project_id: int, trace_id: str, request: Request,
     )
 
 
-def _trace_spans(store: TelemetryStore, project_id: int, trace_id: str) -> list[SpanOut]:
+def trace_spans(store: TelemetryStore, project_id: int, trace_id: str) -> list[SpanOut]:
     rows = store.rows(
         f"SELECT {_SPAN_COLUMNS} FROM spans WHERE project_id = {{p:UInt64}} "
         f"AND trace_id = {{t:String}} ORDER BY start LIMIT {MAX_SPANS}",

@@ -39,7 +39,7 @@ from spyglass.kernel.telemetry import TelemetryStore
 from spyglass.kernel.web import templating
 from spyglass.otel import traces_queries as tq
 from spyglass.otel.api import TRACE_ID, SpanOut
-from spyglass.otel.api import _trace_spans as trace_spans
+from spyglass.otel.api import trace_spans
 
 templating.add_template_dir(Path(__file__).parent / "templates")
 templating.register_area("traces", "/o/{org}/p/{project}/traces")

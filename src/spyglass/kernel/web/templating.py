@@ -265,11 +265,14 @@ def _nav_context(request: Request, db: Session, context: dict[str, Any]) -> dict
     path = request.url.path
 
     sections: list[NavSection] = []
+    current_area: NavArea | None = None
     for a in NAV_AREAS:
         if not sections or sections[-1].label != a.section:
             sections.append(NavSection(a.section))
         href = a.href(org.slug, target.slug) if org and target else ""
         active = bool(href) and project is not None and (path == href or path.startswith(href + "/"))
+        if active:
+            current_area = a  # switching project keeps you in this area
         sections[-1].links.append(NavLink(a.label, href, a.icon, active, a.built))
 
     settings: list[NavLink] = []
@@ -294,7 +297,7 @@ def _nav_context(request: Request, db: Session, context: dict[str, Any]) -> dict
         "nav_sections": sections,
         "settings_links": settings,
         "settings_tabs": SETTINGS_TABS,
-        "current_area": next((a for a in NAV_AREAS if path.endswith("/" + a.slug)), None),
+        "current_area": current_area,
     }
 
 
