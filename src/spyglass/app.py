@@ -33,7 +33,7 @@ FEATURES = ["spyglass.kernel.api", "spyglass.kernel.web.pages", "spyglass.errors
             "spyglass.otel", "spyglass.otel.sampling",
             "spyglass.otel.traces_pages", "spyglass.otel.servicemap",
             "spyglass.otel.logs_pages", "spyglass.otel.metrics_pages",
-            "spyglass.otel.dashboards"]
+            "spyglass.otel.dashboards", "spyglass.otel.rollups"]
 
 
 #: Routes whose successful requests are not logged one by one (their volume is in /metrics).

@@ -46,6 +46,8 @@ VALUE_AGGS = ["sum", "avg", "min", "max", "last"]
 COUNTER_AGGS = ["rate", "increase"]
 AGGREGATIONS = COUNTER_AGGS + VALUE_AGGS + list(PERCENTILES)
 MAX_POINTS = 500_000
+#: Ranges longer than this read hourly rollups where they exist.
+ROLLUP_AFTER_S = 2 * 86400
 MAX_SERIES_OUT = 50
 MAX_FILTERS = 20
 STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
@@ -324,14 +326,36 @@ def _resource_groups(store: TelemetryStore, project_id: int, q: MetricQuery,
 
 
 def fetch(store: TelemetryStore, project_id: int, q: MetricQuery, info: MetricInfo,
-          since: dt.datetime, until: dt.datetime) -> tuple[list[dict[str, Any]], bool]:
+          since: dt.datetime, until: dt.datetime, rollups_after: dt.datetime | None = None,
+          ) -> tuple[list[dict[str, Any]], bool]:
+    """The points of the query's series, ordered by series and time.
+
+    With ``rollups_after``, the whole hours from then to the last rolled-up hour are read from
+    ``metric_points_1h`` (rows marked ``rolled``), the rest from raw points (see rollups.py).
+    """
     params: dict[str, Any] = {"p": project_id, "m": q.metric, "since": since, "until": until}
     cond = _where(store, q, params)
     groups = _group_columns(q, params)
-    rows = store.rows(
-        f"SELECT {_columns(info)}, resource_id{groups} FROM metric_points WHERE {cond} "
-        f"AND type = {{t:String}} ORDER BY series_id, timestamp LIMIT {MAX_POINTS + 1}",
-        {**params, "t": info.type})
+    cols = f"{_columns(info)}, resource_id{groups}"
+    sql = (f"SELECT {cols} FROM metric_points WHERE {cond} AND type = {{t:String}} "
+           f"ORDER BY series_id, timestamp LIMIT {MAX_POINTS + 1}")
+    if rollups_after is not None:
+        from spyglass.otel.rollups import ceil_hour, floor_hour, rolled_until
+
+        done = rolled_until(store, project_id)
+        params["h0"] = ceil_hour(rollups_after)
+        params["h1"] = min(done, floor_hour(until)) if done else params["h0"]
+        if params["h1"] > params["h0"]:
+            if info.type in ("gauge", "sum"):
+                cols += ", min, max, sum, count"
+            sql = (f"SELECT * FROM (SELECT {cols}, 0 AS rolled FROM metric_points WHERE {cond} "
+                   "AND type = {t:String} AND (timestamp < {h0:DateTime64(6)} OR timestamp >= "
+                   "{h1:DateTime64(6)}) UNION ALL "
+                   f"SELECT {cols}, 1 AS rolled FROM metric_points_1h WHERE {cond} "
+                   "AND type = {t:String} AND timestamp >= {h0:DateTime64(6)} AND timestamp < "
+                   "{h1:DateTime64(6)}) AS u "
+                   f"ORDER BY series_id, timestamp LIMIT {MAX_POINTS + 1}")
+    rows = store.rows(sql, {**params, "t": info.type})
     truncated = len(rows) > MAX_POINTS
     rows = rows[:MAX_POINTS]
     _resource_groups(store, project_id, q, rows)
@@ -339,7 +363,8 @@ def fetch(store: TelemetryStore, project_id: int, q: MetricQuery, info: MetricIn
 
 
 def run(store: TelemetryStore, project_id: int, q: MetricQuery, since: dt.datetime,
-        until: dt.datetime, step: int | None = None, points: int = 120) -> Result:
+        until: dt.datetime, step: int | None = None, points: int = 120,
+        rollups: bool = True) -> Result:
     info = metric_info(store, project_id, q.metric)
     if info is None:
         return Result(q, None, q.aggregation, since, until, step or pick_step(
@@ -348,8 +373,10 @@ def run(store: TelemetryStore, project_id: int, q: MetricQuery, since: dt.dateti
     seconds = (until - since).total_seconds()
     # One step back as the baseline of the first step's increases.
     lookback = max(step or pick_step(seconds, points), 300)
+    # Hourly rollups for long ranges whose steps are whole hours (their rows stand for hours).
+    use_rollups = rollups and seconds > ROLLUP_AFTER_S and lookback % 3600 == 0
     rows, truncated = fetch(store, project_id, q, info, since - dt.timedelta(seconds=lookback),
-                            until)
+                            until, since if use_rollups else None)
     interval = _typical_interval(rows)
     step = step or pick_step(seconds, points, at_least=interval * 1.5 if interval else 0)
     start = int((since - EPOCH).total_seconds()) // step * step
@@ -391,7 +418,7 @@ def _key(q: MetricQuery, row: dict[str, Any]) -> tuple[str, ...]:
 def _typical_interval(rows: list[dict[str, Any]]) -> float:
     diffs = []
     for a, b in itertools.pairwise(rows):
-        if a["series_id"] == b["series_id"]:
+        if a["series_id"] == b["series_id"] and not a.get("rolled") and not b.get("rolled"):
             diffs.append((b["timestamp"] - a["timestamp"]).total_seconds())
         if len(diffs) >= 2000:
             break
@@ -485,29 +512,40 @@ def _values(info: MetricInfo, by_series: dict[int, list[dict[str, Any]]], q: Met
             ) -> dict[tuple[str, ...], list[float | None]]:
     delta = info.type == "sum" and info.temporality == 1
     # group → bucket → list of per-series figures (sum/last) or of all points (avg/min/max)
-    acc: dict[tuple[str, ...], list[list[float]]] = {}
+    acc: dict[tuple[str, ...], list[list[Any]]] = {}
     for points in by_series.values():
         key = _key(q, points[0])
         buckets = acc.setdefault(key, [[] for _ in xs])
         per: dict[int, list[float]] = defaultdict(list)
+        stats: dict[int, list[tuple[float, float, float, int]]] = defaultdict(list)
         for p in points:
             if p["timestamp"] < since or p["value"] is None or math.isnan(p["value"]):
                 continue
             i = _bucket(p["timestamp"], xs, step)
-            if i is not None:
-                per[i].append(float(p["value"]))
+            if i is None:
+                continue
+            per[i].append(float(p["value"]))
+            if p.get("rolled"):  # an hour's min, max, sum and count (none on extra rows)
+                if p["count"]:
+                    stats[i].append((p["min"], p["max"], p["sum"], int(p["count"])))
+            else:
+                stats[i].append((p["value"], p["value"], p["value"], 1))
         for i, vals in per.items():
             if agg in ("avg", "min", "max"):
-                buckets[i].extend(vals)
+                buckets[i].extend(stats[i])
             elif agg == "sum":
                 buckets[i].append(sum(vals) if delta else vals[-1])
             else:  # last
                 buckets[i].append(vals[-1])
     out: dict[tuple[str, ...], list[float | None]] = {}
     for key, buckets in acc.items():
-        out[key] = [None if not b else (sum(b) if agg == "sum" else min(b) if agg == "min"
-                                        else max(b) if agg == "max" else sum(b) / len(b))
-                    for b in buckets]
+        if agg == "sum" or agg == "last":
+            out[key] = [None if not b else sum(b) if agg == "sum" else sum(b) / len(b)
+                        for b in buckets]
+        else:  # (min, max, sum, count) tuples
+            out[key] = [None if not b else min(s[0] for s in b) if agg == "min"
+                        else max(s[1] for s in b) if agg == "max"
+                        else sum(s[2] for s in b) / sum(s[3] for s in b) for b in buckets]
     return out
 
 
