@@ -29,11 +29,11 @@ from spyglass.otel.schema import METRIC_POINTS
 def chunk(pid: int, start: dt.datetime, series: int, steps: range, interval: int) -> pa.Table:
     n = series * len(steps) * 2
     cols: dict[str, list] = {c.name: [] for c in METRIC_POINTS.columns}
-    const = dict(project_id=pid, unit="1", description="", service="api", count=0, sum=math.nan,
-                 min=math.nan, max=math.nan, bounds=[], bucket_counts=[], scale=0, zero_count=0,
-                 zero_threshold=0.0, positive_offset=0, positive_counts=[], negative_offset=0,
-                 negative_counts=[], quantiles=[], quantile_values=[], flags=0, exemplars="",
-                 scope_name="bench", resource_id=0)
+    const = {"project_id": pid, "unit": "1", "description": "", "service": "api", "count": 0, "sum": math.nan,
+                 "min": math.nan, "max": math.nan, "bounds": [], "bucket_counts": [], "scale": 0, "zero_count": 0,
+                 "zero_threshold": 0.0, "positive_offset": 0, "positive_counts": [], "negative_offset": 0,
+                 "negative_counts": [], "quantiles": [], "quantile_values": [], "flags": 0, "exemplars": "",
+                 "scope_name": "bench", "resource_id": 0}
     for s in range(series):
         attrs = {"route": f"/r{s % 10}", "pod": f"p{s}"}
         for metric, kind, sid in (("requests", "sum", s), ("cpu", "gauge", 10_000 + s)):
