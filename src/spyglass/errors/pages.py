@@ -31,7 +31,8 @@ from spyglass.errors.models import ErrorSettings, Issue, IssueStatus
 from spyglass.errors.processing import derived_tags
 from spyglass.errors.state import Change, StateError, change_status, merge, unmerge
 from spyglass.kernel.auth import accounts
-from spyglass.kernel.auth.deps import Caller, db_session, org_access, page_caller
+from spyglass.kernel.auth.deps import Caller, db_session, page_caller
+from spyglass.kernel.auth.deps import project_by_slug as _project
 from spyglass.kernel.meta.models import Organization, Project, Role, utcnow
 from spyglass.kernel.web import templating
 
@@ -93,14 +94,6 @@ def _redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-def _project(db: Session, caller: Caller, org_slug: str, project_slug: str, need: Role
-             ) -> tuple[Organization, Project, Role]:
-    org, role = org_access(db, caller, org_slug, need)
-    project = db.scalar(select(Project).where(Project.org_id == org.id,
-                                              Project.slug == project_slug))
-    if project is None:
-        raise HTTPException(404, "no such project")
-    return org, project, role
 
 
 def _base(org: Organization, project: Project) -> str:

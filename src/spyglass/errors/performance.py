@@ -32,11 +32,11 @@ from spyglass.kernel.auth.deps import (
     Caller,
     api_caller,
     db_session,
-    org_access,
     page_caller,
     project_access,
 )
-from spyglass.kernel.meta.models import Organization, Project, Role
+from spyglass.kernel.auth.deps import project_by_slug as _project
+from spyglass.kernel.meta.models import Project, Role
 from spyglass.kernel.telemetry import TelemetryStore
 from spyglass.kernel.web import templating
 
@@ -140,14 +140,6 @@ templating.env.globals.update(waterfall_bar=waterfall_bar, histogram_svg=histogr
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _project(db: Session, caller: Caller, org_slug: str, project_slug: str
-             ) -> tuple[Organization, Project, Role]:
-    org, role = org_access(db, caller, org_slug, Role.viewer)
-    project = db.scalar(select(Project).where(Project.org_id == org.id,
-                                              Project.slug == project_slug))
-    if project is None:
-        raise HTTPException(404, "no such project")
-    return org, project, role
 
 
 def _store(request: Request) -> TelemetryStore:

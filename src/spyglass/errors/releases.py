@@ -41,11 +41,11 @@ from spyglass.kernel.auth.deps import (
     Caller,
     api_caller,
     db_session,
-    org_access,
     page_caller,
     project_access,
 )
-from spyglass.kernel.meta.models import Base, Organization, Project, Role, UTCDateTime, utcnow
+from spyglass.kernel.auth.deps import project_by_slug as _page_project
+from spyglass.kernel.meta.models import Base, Project, Role, UTCDateTime, utcnow
 from spyglass.kernel.telemetry import TelemetryStore
 from spyglass.kernel.web import templating
 
@@ -483,14 +483,6 @@ PERIODS = {"24h": (86400, 3600), "7d": (7 * 86400, 6 * 3600), "30d": (30 * 86400
            "90d": (90 * 86400, 86400)}
 
 
-def _page_project(db: Session, caller: Caller, org_slug: str,
-                  project_slug: str) -> tuple[Organization, Project, Role]:
-    org, role = org_access(db, caller, org_slug, Role.viewer)
-    project = db.scalar(select(Project).where(Project.org_id == org.id,
-                                              Project.slug == project_slug))
-    if project is None:
-        raise HTTPException(404, "no such project")
-    return org, project, role
 
 
 def health_class(pct: float | None) -> str:

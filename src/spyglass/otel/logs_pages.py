@@ -22,7 +22,6 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from markupsafe import Markup, escape
 from pydantic import BaseModel
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -31,10 +30,10 @@ from spyglass.kernel.auth.deps import (
     Caller,
     api_caller,
     db_session,
-    org_access,
     page_caller,
     project_access,
 )
+from spyglass.kernel.auth.deps import project_by_slug as project_of
 from spyglass.kernel.meta.models import Organization, Project, Role
 from spyglass.kernel.telemetry import TelemetryStore
 from spyglass.kernel.web import templating
@@ -132,16 +131,6 @@ def url_with(path: str, **params: Any) -> str:
     return path + (f"?{urlencode(pairs)}" if pairs else "")
 
 
-def project_of(db: Session, caller: Caller, org_slug: str, project_slug: str,
-               need: Role = Role.viewer) -> tuple[Organization, Project, Role]:
-    org, role = org_access(db, caller, org_slug, Role.viewer)
-    project = db.scalar(select(Project).where(Project.org_id == org.id,
-                                              Project.slug == project_slug))
-    if project is None:
-        raise HTTPException(404, "no such project")
-    if not role.at_least(need):
-        raise HTTPException(403, f"this needs the {need.value} role or higher")
-    return org, project, role
 
 
 def base_path(org: Organization, project: Project) -> str:

@@ -30,12 +30,13 @@ from typing import Any
 
 import pyarrow as pa
 import structlog
-from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import Float, ForeignKey, Integer, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from spyglass.kernel.auth.deps import Caller, db_session, org_access, page_caller
+from spyglass.kernel.auth.deps import Caller, db_session, page_caller
+from spyglass.kernel.auth.deps import project_by_slug as _project
 from spyglass.kernel.meta.db import Database
 from spyglass.kernel.meta.models import Base, Organization, Project, Role, UTCDateTime, utcnow
 from spyglass.kernel.web import templating
@@ -214,14 +215,6 @@ templating.register_settings_tab("tracing", "Tracing", "/tracing")
 router = APIRouter(include_in_schema=False)
 
 
-def _project(db: Session, caller: Caller, org_slug: str, project_slug: str, need: Role,
-             ) -> tuple[Organization, Project, Role]:
-    org, role = org_access(db, caller, org_slug, need)
-    project = db.scalar(select(Project).where(Project.org_id == org.id,
-                                              Project.slug == project_slug))
-    if project is None:
-        raise HTTPException(404, "no such project")
-    return org, project, role
 
 
 def _values(row: TraceSampling | None) -> dict[str, Any]:

@@ -104,3 +104,16 @@ def project_access(db: Session, caller: Caller, project_id: int, need: Role) -> 
         raise HTTPException(404, "no such project")
     _, role = org_access(db, caller, project.organization.slug, need)
     return project, role
+
+
+def project_by_slug(db: Session, caller: Caller, org_slug: str, project_slug: str,
+                    need: Role = Role.viewer) -> tuple[Organization, Project, Role]:
+    """The organization, project and the caller's role, as pages address them
+    (``/o/{org}/p/{project}/...``): 404 when the caller may not see them, 403 when the role is
+    too low."""
+    org, role = org_access(db, caller, org_slug, need)
+    project = db.scalar(select(Project).where(Project.org_id == org.id,
+                                              Project.slug == project_slug))
+    if project is None:
+        raise HTTPException(404, "no such project")
+    return org, project, role

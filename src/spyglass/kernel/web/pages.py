@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from spyglass.kernel.auth import accounts
 from spyglass.kernel.auth.deps import Caller, db_session, org_access, page_caller, runtime
+from spyglass.kernel.auth.deps import project_by_slug as _project
 from spyglass.kernel.auth.sessions import (
     COOKIE_NAME,
     TooManyAttempts,
@@ -73,16 +74,6 @@ def _secure_cookie(request: Request) -> bool:
     return mode == "true" or (mode == "auto" and request.url.scheme == "https")
 
 
-def _project(
-    db: Session, caller: Caller, org_slug: str, project_slug: str, need: Role
-) -> tuple[Organization, Project, Role]:
-    org, role = org_access(db, caller, org_slug, need)
-    project = db.scalar(
-        select(Project).where(Project.org_id == org.id, Project.slug == project_slug)
-    )
-    if project is None:
-        raise HTTPException(404, "no such project")
-    return org, project, role
 
 
 # -- login and logout --------------------------------------------------------------------------

@@ -6,7 +6,6 @@ Create Date: 2026-11-27 11:29:37.773450
 """
 from alembic import op
 import sqlalchemy as sa
-import spyglass.kernel.meta.models
 
 
 revision = '0004'
