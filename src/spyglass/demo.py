@@ -274,11 +274,8 @@ class DemoFeeder:
         return f"{scheme}://{key}@{rest}/{pid}"
 
     def run(self) -> None:
-        try:
-            import sentry_sdk
-        except ImportError:
-            click.echo("demo feed disabled: install sentry-sdk (pip install sentry-sdk)", err=True)
-            return
+        import sentry_sdk
+
         if not self._wait_ready():
             return
         sentry_sdk.init(

@@ -111,10 +111,6 @@ class OtelShop:
         self._stop.set()
 
     def run(self) -> None:
-        try:
-            import opentelemetry.sdk  # noqa: F401
-        except ImportError:
-            return
         if not self._wait_ready():
             return
         # Exporters retrying while the server stops are expected here, not worth a warning.

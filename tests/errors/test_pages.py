@@ -289,7 +289,7 @@ def test_error_settings_validate_rules_and_save(client, site):
     good = {"csrf_token": csrf, "fingerprint_rules": "error.type:ValueError -> payments",
             "stacktrace_rules": "stack.module:vendor.* -app", "sensitive_fields": "iban",
             "safe_fields": "", "scrub_ip_addresses": "1", "rate_limit_per_minute": "600",
-            "rate_limit_burst": "100", "spike_protection": "1"}
+            "rate_limit_burst": "100", "spike_protection": "1", "apdex_threshold_ms": "120"}
     r = client.post(f"{base}/settings/errors", data=good, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].endswith("done=settings-saved")
     with client.app.state.runtime.db.session() as s:
@@ -297,6 +297,11 @@ def test_error_settings_validate_rules_and_save(client, site):
         assert saved.rate_limit_per_minute == 600 and saved.spike_protection
         assert saved.scrub_ip_addresses and not saved.similarity_merge
         assert saved.fingerprint_rules == "error.type:ValueError -> payments"
+        assert saved.apdex_threshold_ms == 120
+    # The Performance pages read the saved Apdex threshold; the settings tab is drawn.
+    perf = client.get(f"/api/v1/projects/{site.project_id}/transactions").json()
+    assert perf["apdex_threshold_ms"] == 120
+    assert f'href="{base}/settings/errors"' in client.get(f"{base}/settings").text
     cfg = client.app.state.errors.processor.config(site.project_id)
     assert cfg.rate_limit_per_minute == 600 and len(cfg.grouping.fingerprint_rules) == 1
     page = client.get(r.headers["location"]).text

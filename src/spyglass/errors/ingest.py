@@ -55,7 +55,8 @@ async def preflight(request: Request) -> Response:
     return Response(status_code=200, headers=CORS)
 
 
-def _project_id(request: Request) -> int:
+def project_id_of(request: Request) -> int:
+    """The ``{project_id}`` of an ingest URL, or a 404 when it is not a project id."""
     value = request.path_params["project_id"]
     if not value.isdigit() or len(value) > 18:
         raise IngestAuthError(404, "project id must be a number")
@@ -114,7 +115,7 @@ def _prepare(request: Request, project_id: int, raw: bytes, store: bool) -> _Pre
 
 async def _endpoint(request: Request, store: bool) -> Response:
     try:
-        project_id = _project_id(request)
+        project_id = project_id_of(request)
         raw = await read_raw(request, MAX_COMPRESSED)
         prepared = await run_in_threadpool(_prepare, request, project_id, raw, store)
     except (BodyError, IngestAuthError) as exc:

@@ -20,7 +20,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 
 from spyglass.errors.auth import IngestAuthError
 from spyglass.errors.envelope import Envelope, Item
-from spyglass.errors.ingest import CORS, authorize, ingest_envelope, reply
+from spyglass.errors.ingest import CORS, authorize, ingest_envelope, project_id_of, reply
 from spyglass.errors.useragent import contexts_from_user_agent
 from spyglass.kernel.ingest.decode import BodyError, read_body
 
@@ -73,10 +73,9 @@ async def preflight(project_id: str) -> Response:
 @router.post("/api/{project_id}/security/")
 async def security_endpoint(project_id: str, request: Request) -> Response:
     try:
-        if not project_id.isdigit() or len(project_id) > 18:
-            raise IngestAuthError(404, "project id must be a number")
+        pid = project_id_of(request)
         body = await read_body(request, MAX_COMPRESSED, MAX_BODY)
-        pid = await authorize(request, int(project_id), None)
+        pid = await authorize(request, pid, None)
         reports = parse_reports(body)
     except (BodyError, IngestAuthError) as exc:
         return reply(exc.status, {"detail": exc.message})

@@ -210,18 +210,6 @@ def rotate_key(db: Session, key: ProjectKey) -> ProjectKey:
     return new
 
 
-def project_for_key(db: Session, project_id: int, public_key: str) -> Project | None:
-    """The project if ``public_key`` is one of its active keys; None otherwise."""
-    key = db.scalar(
-        select(ProjectKey).where(
-            ProjectKey.public_key == public_key,
-            ProjectKey.project_id == project_id,
-            ProjectKey.revoked_at.is_(None),
-        )
-    )
-    return key.project if key else None
-
-
 def dsn(public_url: str, project: Project, key: ProjectKey) -> str:
     """A Sentry DSN: ``{scheme}://{public_key}@{host}{path}/{project_id}``."""
     u = urlparse(public_url)
