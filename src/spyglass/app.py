@@ -18,6 +18,7 @@ from spyglass import __version__
 from spyglass.config import Settings
 from spyglass.kernel import selfmetrics
 from spyglass.kernel.auth.deps import LoginRequired
+from spyglass.kernel.ingest.routing import FastLane
 from spyglass.kernel.ingest.writer import Overloaded, WriteFailed, WriterStopped
 from spyglass.kernel.runtime import Runtime
 
@@ -77,6 +78,20 @@ class RequestLog:
                          ms=round(elapsed * 1000, 2))
 
 
+class SpyglassApp(FastAPI):
+    """FastAPI with the ingest fast lane in front of its middleware stack."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self
+        await self._entry(scope, receive, send)
+
+    def build_entry(self) -> None:
+        self._entry: ASGIApp = RequestLog(self.state.fast_lane)
+
+    async def _full(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+
 def load_features() -> list[ModuleType]:
     """Import every feature, which registers its telemetry tables and metadata models."""
     return [importlib.import_module(name) for name in FEATURES]
@@ -95,7 +110,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         finally:
             rt.stop()
 
-    app = FastAPI(
+    app = SpyglassApp(
         title="Spyglass",
         version=__version__,
         lifespan=lifespan,
@@ -104,7 +119,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         openapi_url="/api/openapi.json",
     )
     app.state.runtime = rt
-    app.add_middleware(RequestLog)
+    # RequestLog → fast lane (ingest routes) → FastAPI's own stack (everything else).
+    app.state.fast_lane = FastLane(app._full)
+    app.build_entry()
     from spyglass.kernel.health import router as health_router
 
     app.include_router(health_router)

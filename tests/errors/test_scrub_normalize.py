@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spyglass.errors.normalize import normalize_event, parse_timestamp
-from spyglass.errors.scrub import FILTERED, ScrubRules, scrub_event
+from spyglass.errors.normalize import (
+    MAX_DEPTH,
+    MAX_STRING,
+    normalize_event,
+    parse_timestamp,
+    trim_in_place,
+)
+from spyglass.errors.scrub import FILTERED, ScrubRules, _values_need_scrubbing, scrub_event
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0)
 
@@ -101,3 +108,55 @@ json_values = st.recursive(
 def test_any_json_object_normalizes_and_scrubs(event):
     out = scrub_event(normalize_event(event, NOW), ScrubRules())
     assert len(out["event_id"]) == 32 and out["level"] in {"fatal", "error", "warning", "info", "debug"}
+
+
+def _trimmed(value, depth=0):
+    """The specification of trim_in_place, as a plain recursive copy."""
+    if isinstance(value, str):
+        return value if len(value) <= MAX_STRING else value[: MAX_STRING - 1] + "…"
+    if depth >= MAX_DEPTH:
+        return "[…]" if isinstance(value, (dict, list)) else value
+    if isinstance(value, dict):
+        return {k[:256]: _trimmed(v, depth + 1) for k, v in list(value.items())[:500]}
+    if isinstance(value, list):
+        return [_trimmed(v, depth + 1) for v in value[:500]]
+    return value
+
+
+def _nested(depth: int):
+    return {"d": _nested(depth - 1)} if depth else [1, "x"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.text(max_size=300), json_values | st.text(min_size=8190, max_size=8200),
+                       max_size=6))
+def test_trim_in_place_is_the_recursive_trim(event):
+    event["deep"] = _nested(15)
+    event["wide"] = {f"k{i}": i for i in range(600)}
+    event["long"] = list(range(700))
+    expected = _trimmed(copy.deepcopy(event))
+    assert trim_in_place(event) == expected
+
+
+def test_digits_of_floats_are_not_card_numbers():
+    # sentry-sdk sends local variables as reprs: the digits of a float must not make every
+    # string of the event go through the slow patterns, nor be filtered.
+    assert not _values_need_scrubbing(b'{"elapsed":"5.278000116959447e-06","n":"4111111111111111x"}')
+    assert _values_need_scrubbing(b'{"note":"card 4111 1111 1111 1111 on file"}')
+    assert _values_need_scrubbing(b'{"note":"x.4111111111111111"}')
+    event = normalize_event({"extra": {"elapsed": "5.278000116959447e-06",
+                                       "card": "paid with 4111111111111111."}}, NOW)
+    out = scrub_event(event, ScrubRules())
+    assert out["extra"] == {"elapsed": "5.278000116959447e-06", "card": f"paid with {FILTERED}."}
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["4111", "1111", "0", "7", " ", "-", "--", "e", "x", ".", "_",
+                                 '"', "5.27", "é", "4111111111111111", "378282246310005"]),
+                max_size=40).map("".join))
+def test_card_prefilter_agrees_with_the_card_pattern(text):
+    from spyglass.errors.scrub import CARD, _card_digits, _may_hold_card
+
+    expected = any(_card_digits(m.group()) for m in CARD.finditer(text))
+    # Exact on ASCII text; elsewhere it may only say yes more often.
+    assert _may_hold_card(text.encode()) == expected or (not text.isascii() and not expected)

@@ -155,8 +155,12 @@ async def _commit(request: Request, prepared: _Prepared) -> Response:
     processed, limited = prepared.processed, prepared.limited
     writer = request.app.state.runtime.writer
     try:
-        await asyncio.gather(*(writer.write(processed.specs[name], rows)
-                               for name, rows in processed.rows.items()))
+        writes = [writer.write(processed.specs[name], rows)
+                  for name, rows in processed.rows.items()]
+        if len(writes) == 1:
+            await writes[0]
+        else:
+            await asyncio.gather(*writes)
     except Overloaded as exc:
         service.processor.forget_events(prepared.project_id, processed)
         return reply(429, {"detail": str(exc)}, {"Retry-After": str(exc.retry_after)})

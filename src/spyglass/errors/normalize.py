@@ -44,17 +44,47 @@ def parse_timestamp(value: Any) -> dt.datetime | None:
     return None
 
 
-def trim(value: Any, depth: int = 0) -> Any:
-    """Cap strings, containers and nesting so one event cannot grow without bound."""
-    if isinstance(value, str):
-        return value if len(value) <= MAX_STRING else value[: MAX_STRING - 1] + "…"
-    if depth >= MAX_DEPTH:
-        return "[…]" if isinstance(value, (dict, list)) else value
-    if isinstance(value, dict):
-        return {str(k)[:256]: trim(v, depth + 1) for k, v in list(value.items())[:500]}
-    if isinstance(value, list):
-        return [trim(v, depth + 1) for v in value[:500]]
-    return value
+def trim_in_place(root: dict[str, Any]) -> dict[str, Any]:
+    """Cap strings (``MAX_STRING``), keys (256), containers (500 entries) and nesting
+    (``MAX_DEPTH``, deeper containers become ``"[…]"``) so one event cannot grow without bound.
+
+    In place and without recursion, for a freshly parsed JSON object: most events need no
+    change at all, and copying them cost more than the rest of normalizing."""
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if type(node) is dict:
+            if len(node) > 500:
+                for k in list(node)[500:]:
+                    del node[k]
+            if any(len(k) > 256 for k in node):
+                items = list(node.items())
+                node.clear()
+                node.update((k[:256], v) for k, v in items)
+            for k, v in node.items():
+                tv = type(v)
+                if tv is str:
+                    if len(v) > MAX_STRING:
+                        node[k] = v[: MAX_STRING - 1] + "…"
+                elif tv is dict or tv is list:
+                    if depth >= MAX_DEPTH:
+                        node[k] = "[…]"
+                    else:
+                        stack.append((v, depth + 1))
+        else:  # a list
+            if len(node) > 500:
+                del node[500:]
+            for i, v in enumerate(node):
+                tv = type(v)
+                if tv is str:
+                    if len(v) > MAX_STRING:
+                        node[i] = v[: MAX_STRING - 1] + "…"
+                elif tv is dict or tv is list:
+                    if depth >= MAX_DEPTH:
+                        node[i] = "[…]"
+                    else:
+                        stack.append((v, depth + 1))
+    return root
 
 
 def _values(value: Any) -> list[Any]:
@@ -143,8 +173,9 @@ def _derive_contexts(e: dict[str, Any]) -> None:
 
 
 def normalize_event(event: dict[str, Any], received: dt.datetime) -> dict[str, Any]:
-    """Return a normalized copy of ``event``; ``received`` is naive UTC."""
-    e = trim(event)
+    """Normalize ``event`` (a freshly parsed JSON object, changed in place) and return it;
+    ``received`` is naive UTC."""
+    e = trim_in_place(event)
     try:
         e["event_id"] = uuid.UUID(str(e.get("event_id"))).hex
     except ValueError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from spyglass.errors.normalize import parse_timestamp, trim
+from spyglass.errors.normalize import parse_timestamp, trim_in_place
 from spyglass.kernel.telemetry import Column, TableSpec, register_table
 
 TRANSACTIONS = register_table(
@@ -103,8 +103,8 @@ def _span_row(project_id: int, span: dict[str, Any], trace_id: str, service: str
 
 def transaction_rows(project_id: int, event: dict[str, Any], received: dt.datetime,
                      user_key: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The summary row and the span rows of one transaction event."""
-    event = trim(event)
+    """The summary row and the span rows of one transaction event (trimmed in place)."""
+    event = trim_in_place(event)
     contexts = event.get("contexts") if isinstance(event.get("contexts"), dict) else {}
     trace = contexts.get("trace") if isinstance(contexts.get("trace"), dict) else {}
     trace_id = str(trace.get("trace_id") or "").lower()[:32]

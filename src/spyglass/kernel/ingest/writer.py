@@ -15,7 +15,6 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -47,12 +46,58 @@ class MalformedRows(ValueError):
     """Rows that do not fit their table's schema; only their own request fails."""
 
 
-@dataclass
 class _Pending:
-    #: Arrow tables are kept as they are; lists of dicts are converted by the flusher, all of
-    #: a flush at once (one conversion is much cheaper than one per request).
-    batch: pa.Table | list[dict[str, Any]]
-    done: concurrent.futures.Future[None] = field(default_factory=concurrent.futures.Future)
+    """One request's rows and how its waiter hears of their fate.
+
+    ``submit`` callers get a ``concurrent.futures.Future``; ``write`` callers (on an event
+    loop) an asyncio future that the flusher settles through ``call_soon_threadsafe``, once
+    per flushed table and loop rather than once per request, and without the locks a
+    concurrent future and its asyncio wrapper cost on every request.
+    """
+
+    __slots__ = ("batch", "done", "loop", "waiter")
+
+    def __init__(self, batch: pa.Table | list[dict[str, Any]],
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        #: Arrow tables are kept as they are; lists of dicts are converted by the flusher, all
+        #: of a flush at once (one conversion is much cheaper than one per request).
+        self.batch = batch
+        self.loop = loop
+        self.done: concurrent.futures.Future[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        if loop is None:
+            self.done = concurrent.futures.Future()
+        else:
+            self.waiter = loop.create_future()
+
+
+def _settle(outcomes: list[tuple[_Pending, BaseException | None]]) -> None:
+    """Settle the asyncio waiters of one loop (runs on that loop)."""
+    for p, exc in outcomes:
+        waiter = p.waiter
+        if waiter is None or waiter.done():  # cancelled meanwhile: nobody is listening
+            continue
+        if exc is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(exc)
+
+
+def _release(outcomes: list[tuple[_Pending, BaseException | None]]) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Pending, BaseException | None]]] = {}
+    for p, exc in outcomes:
+        if p.done is not None:
+            if exc is None:
+                p.done.set_result(None)
+            else:
+                p.done.set_exception(exc)
+        elif p.loop is not None:
+            by_loop.setdefault(p.loop, []).append((p, exc))
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, items)
+        except RuntimeError:  # the loop is closed: its requests are gone
+            pass
 
 
 class BatchingWriter:
@@ -111,13 +156,31 @@ class BatchingWriter:
 
         A malformed row fails its own request (``MalformedRows``), never the batch it joined.
         """
+        pending = self._enqueue(spec, rows, None)
+        assert pending.done is not None
+        return pending.done
+
+    async def write(self, spec: TableSpec, rows: Sequence[dict[str, Any]] | pa.Table) -> None:
+        """Queue rows and wait until they are durable."""
+        pending = self._enqueue(spec, rows, asyncio.get_running_loop())
+        assert pending.waiter is not None
+        await pending.waiter
+
+    def write_sync(self, spec: TableSpec, rows: Sequence[dict[str, Any]] | pa.Table) -> None:
+        self.submit(spec, rows).result()
+
+    def _enqueue(self, spec: TableSpec, rows: Sequence[dict[str, Any]] | pa.Table,
+                 loop: asyncio.AbstractEventLoop | None) -> _Pending:
         batch: pa.Table | list[dict[str, Any]] = (
             _cast(spec, rows) if isinstance(rows, pa.Table) else list(rows))
         n = _count(batch)
-        pending = _Pending(batch)
+        pending = _Pending(batch, loop)
         if n == 0:
-            pending.done.set_result(None)
-            return pending.done
+            if pending.done is not None:
+                pending.done.set_result(None)
+            else:
+                pending.waiter.set_result(None)  # type: ignore[union-attr]
+            return pending
         with self._cond:
             if self._stopping:
                 raise WriterStopped("the writer is stopping")
@@ -132,14 +195,7 @@ class BatchingWriter:
             selfmetrics.QUEUE_DEPTH.set(self._pending_rows)
             if self._pending_rows >= self.batch_rows:
                 self._cond.notify_all()
-        return pending.done
-
-    async def write(self, spec: TableSpec, rows: Sequence[dict[str, Any]] | pa.Table) -> None:
-        """Queue rows and wait until they are durable."""
-        await asyncio.wrap_future(self.submit(spec, rows))
-
-    def write_sync(self, spec: TableSpec, rows: Sequence[dict[str, Any]] | pa.Table) -> None:
-        self.submit(spec, rows).result()
+        return pending
 
     # -- the flusher -------------------------------------------------------------------------
 
@@ -171,8 +227,7 @@ class BatchingWriter:
             spec = self._specs[table]
             rows = sum(_count(p.batch) for p in items)
             good, bad = _convert(spec, items)
-            for p, exc in bad:
-                p.done.set_exception(MalformedRows(f"rows do not fit {table}: {exc}"))
+            _release([(p, MalformedRows(f"rows do not fit {table}: {exc}")) for p, exc in bad])
             error: BaseException | None = None
             try:
                 if good:
@@ -189,11 +244,8 @@ class BatchingWriter:
             with self._cond:
                 self._pending_rows -= rows
                 selfmetrics.QUEUE_DEPTH.set(self._pending_rows)
-            for p, _t in good:
-                if error is None:
-                    p.done.set_result(None)
-                else:
-                    p.done.set_exception(WriteFailed(f"storage error: {error}"))
+            _release([(p, None if error is None else WriteFailed(f"storage error: {error}"))
+                      for p, _t in good])
         self._last_flush_seconds = time.perf_counter() - started
 
 
