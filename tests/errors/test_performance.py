@@ -14,7 +14,7 @@ import sentry_sdk
 from sdk_capture import sdk
 
 from spyglass.errors import performance_queries as pq
-from spyglass.errors.transactions import TRANSACTIONS
+from spyglass.errors.schema import TRANSACTIONS
 from spyglass.kernel.auth import accounts
 from spyglass.kernel.meta.models import Project, Role
 from spyglass.otel.resources import RESOURCES

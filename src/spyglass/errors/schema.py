@@ -1,4 +1,5 @@
-"""Telemetry tables of error tracking: events, sessions, attachments, feedback, outcomes."""
+"""Telemetry tables of error tracking: events, sessions, attachments, feedback, outcomes,
+transactions (row building lives in light modules that ingest workers import without these)."""
 
 from spyglass.kernel.telemetry import Column, TableSpec, register_table
 
@@ -109,5 +110,34 @@ OUTCOMES = register_table(
             Column("quantity", "uint64"),
         ),
         order_by=("project_id", "timestamp"),
+    )
+)
+
+#: One summary row per Sentry transaction (see :mod:`spyglass.errors.transactions`).
+TRANSACTIONS = register_table(
+    TableSpec(
+        name="transactions",
+        columns=(
+            Column("project_id", "uint64"),
+            Column("timestamp", "datetime", "DoubleDelta, ZSTD(1)"),
+            Column("trace_id", "string", "ZSTD(3)"),
+            Column("span_id", "string", "ZSTD(3)"),
+            Column("name", "lowcard"),
+            Column("op", "lowcard"),
+            Column("duration_ms", "float64", "Gorilla, ZSTD(1)"),
+            #: Sentry span status: ok, internal_error, not_found, deadline_exceeded ...
+            Column("status", "lowcard"),
+            Column("http_status_code", "uint16"),
+            Column("user_key", "string"),
+            Column("release", "lowcard"),
+            Column("environment", "lowcard"),
+            Column("platform", "lowcard"),
+            Column("service", "lowcard"),
+            #: sentry | otlp
+            Column("source", "lowcard"),
+            #: Web vitals and other measurements sent with the transaction (name → value).
+            Column("measurements", "map", "ZSTD(3)"),
+        ),
+        order_by=("project_id", "name", "timestamp"),
     )
 )

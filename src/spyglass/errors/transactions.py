@@ -1,8 +1,9 @@
 """Sentry ``transaction`` items: their spans go to the shared spans table, and one summary row
 per transaction goes to ``transactions`` for the Performance pages.
 
-The summary table exists so that throughput, percentiles, failure rate, Apdex and users per
-transaction name are a scan of small typed columns, not of every span's attribute map.
+The summary table (``TRANSACTIONS`` in :mod:`spyglass.errors.schema`) exists so that
+throughput, percentiles, failure rate, Apdex and users per transaction name are a scan of small
+typed columns, not of every span's attribute map.
 """
 
 from __future__ import annotations
@@ -11,35 +12,6 @@ import datetime as dt
 from typing import Any
 
 from spyglass.errors.normalize import parse_timestamp, trim_in_place
-from spyglass.kernel.telemetry import Column, TableSpec, register_table
-
-TRANSACTIONS = register_table(
-    TableSpec(
-        name="transactions",
-        columns=(
-            Column("project_id", "uint64"),
-            Column("timestamp", "datetime", "DoubleDelta, ZSTD(1)"),
-            Column("trace_id", "string", "ZSTD(3)"),
-            Column("span_id", "string", "ZSTD(3)"),
-            Column("name", "lowcard"),
-            Column("op", "lowcard"),
-            Column("duration_ms", "float64", "Gorilla, ZSTD(1)"),
-            #: Sentry span status: ok, internal_error, not_found, deadline_exceeded ...
-            Column("status", "lowcard"),
-            Column("http_status_code", "uint16"),
-            Column("user_key", "string"),
-            Column("release", "lowcard"),
-            Column("environment", "lowcard"),
-            Column("platform", "lowcard"),
-            Column("service", "lowcard"),
-            #: sentry | otlp
-            Column("source", "lowcard"),
-            #: Web vitals and other measurements sent with the transaction (name → value).
-            Column("measurements", "map", "ZSTD(3)"),
-        ),
-        order_by=("project_id", "name", "timestamp"),
-    )
-)
 
 #: Statuses that do not count as failures (Sentry's definition of failure rate).
 NOT_FAILURES = {"ok", "cancelled", "unknown", ""}
