@@ -57,6 +57,9 @@ def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     s = load_settings(tmp_path / "data")
     s.jobs_enabled = False  # tests run jobs explicitly
     s.otlp_grpc_port = 0  # parallel tests must not fight over 4317; OTel tests pick a free port
+    # In-process apps process ingest in threads; live servers (server_factory) use the
+    # default ingest workers, and tests/errors/test_offload.py covers them directly.
+    s.ingest_workers = 0
     s.log_format = "console"
     if STACK == "scaled":
         s.database_url = request.getfixturevalue("pg_schema_url")

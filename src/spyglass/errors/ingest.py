@@ -1,8 +1,8 @@
 """Sentry ingest endpoints: ``/api/{project_id}/envelope/`` and the legacy ``/store/``.
 
 Authenticate, decode within limits, parse, apply the project's quotas, turn items into rows
-(in a worker thread), write them through the batching writer, and answer once they are
-durable.
+(in an ingest worker process, or in a thread of this one), write them through the batching
+writer, and answer once they are durable.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from spyglass.errors.auth import IngestAuthError, public_key_of
 from spyglass.errors.envelope import Envelope, EnvelopeError, Item, parse_envelope
+from spyglass.errors.offload import Task, WorkerLost
 from spyglass.errors.processing import Processed
 from spyglass.errors.schema import OUTCOMES
 from spyglass.errors.service import ErrorService, Limited
@@ -113,11 +114,56 @@ def _prepare(request: Request, project_id: int, raw: bytes, store: bool) -> _Pre
     return _Prepared(project_id, envelope, processed, limited)
 
 
+async def _offloaded(request: Request, project_id: int, raw: bytes,
+                     store: bool) -> _Prepared | Response | None:
+    """The request processed by an ingest worker, or None when it must be processed here:
+    no workers, a key or project configuration not cached yet (their lookups need the
+    database), a key only in the envelope header, quotas (their counters live here), or a
+    worker lost meanwhile."""
+    service: ErrorService = request.app.state.errors
+    workers = service.workers
+    if workers is None:
+        return None
+    cfg = service.processor.cached_config(project_id)
+    if cfg is None or cfg.has_quotas:
+        return None
+    try:
+        key = public_key_of(request)
+    except IngestAuthError:
+        return None  # perhaps in the envelope's dsn: let the full path look
+    hit, known = request.app.state.runtime.keys.cached(key)
+    if not hit:
+        return None
+    if known != project_id:
+        raise IngestAuthError(403, "this key is not an active key of this project")
+    received = _now()
+    try:
+        result = await workers.run(Task(
+            project_id, cfg.version, cfg.rules, raw,
+            request.headers.get("content-encoding", ""), store,
+            MAX_EVENT if store else MAX_ENVELOPE, received))
+    except WorkerLost:
+        return None
+    if result.status != 200 or result.items is None:
+        return reply(result.status, {"detail": result.message})
+    headers = result.headers or {}
+    processor = service.processor
+    if processor.finishes_quickly(project_id, result.items):
+        processed = processor.finish(project_id, headers, result.items, received)
+    else:
+        processed = await run_in_threadpool(
+            processor.finish, project_id, headers, result.items, received)
+    return _Prepared(project_id, Envelope(headers), processed, None)
+
+
 async def _endpoint(request: Request, store: bool) -> Response:
     try:
         project_id = project_id_of(request)
         raw = await read_raw(request, MAX_COMPRESSED)
-        prepared = await run_in_threadpool(_prepare, request, project_id, raw, store)
+        done = await _offloaded(request, project_id, raw, store)
+        if isinstance(done, Response):
+            return done
+        prepared = done or await run_in_threadpool(_prepare, request, project_id, raw, store)
     except (BodyError, IngestAuthError) as exc:
         return reply(exc.status, {"detail": exc.message})
     except orjson.JSONDecodeError as exc:

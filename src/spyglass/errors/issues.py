@@ -100,6 +100,10 @@ class IssueResolver:
         # Guards new-hash placement and the similarity indexes, which are not thread-safe.
         self._create_lock = threading.RLock()
 
+    def cached(self, project_id: int, hash_: str) -> int | None:
+        """The issue of a hash when the cache knows it (no database access)."""
+        return self.cache.get((project_id, hash_))
+
     def resolve(self, project_id: int, grouping: Grouping, event: dict[str, Any],
                 similarity: bool) -> int:
         key = (project_id, grouping.hash)

@@ -78,12 +78,16 @@ class PreparedEvent:
 
     event_id: str
     grouping: Grouping
-    #: What the issue resolver reads of the event (for a new issue and similarity).
-    seed: dict[str, Any]
+    #: What the issue resolver reads of the event, for a new issue and similarity, as JSON:
+    #: most events join a known issue and never need it parsed.
+    seed_json: bytes
     #: The ``events`` row without ``issue_id``, ``data`` and ``size``.
     row: dict[str, Any]
     #: The stored event as JSON, an object still missing its leading ``"issue_id"`` member.
     body: bytes
+
+    def seed(self) -> dict[str, Any]:
+        return orjson.loads(self.seed_json)
 
     def data(self, issue_id: int) -> bytes:
         return b'{"issue_id":%d,' % issue_id + self.body[1:] if len(self.body) > 2 else (
@@ -203,7 +207,7 @@ def prepare_event(cfg: ItemConfig, project_id: int, raw: dict[str, Any],
         "tags": derived_tags(event),
     }
     event.pop("issue_id", None)  # the server's to set
-    return PreparedEvent(event["event_id"], grouping, issue_seed(event), row,
+    return PreparedEvent(event["event_id"], grouping, orjson.dumps(issue_seed(event)), row,
                          orjson.dumps(event))
 
 

@@ -203,6 +203,12 @@ class EventProcessor:
         prepared = prepare_event(self.config(project_id).items, project_id, raw, received)
         self.finish_event(project_id, prepared, out)
 
+    def finishes_quickly(self, project_id: int, items: ItemsResult) -> bool:
+        """Whether :meth:`finish` needs no database or blob store for ``items`` (every event
+        joins a cached issue, nothing to store aside), so it may run on the event loop."""
+        return not items.deferred and all(
+            self.resolver.cached(project_id, e.grouping.hash) is not None for e in items.events)
+
     def finish_event(self, project_id: int, prepared: PreparedEvent, out: Processed) -> None:
         """Assign a prepared event to its issue and add its row, unless it is a duplicate."""
         event_id = prepared.event_id
@@ -210,8 +216,10 @@ class EventProcessor:
             out.event_id = out.event_id or event_id
             return
         try:
-            issue_id = self.resolver.resolve(project_id, prepared.grouping, prepared.seed,
-                                             self.config(project_id).similarity)
+            issue_id = self.resolver.cached(project_id, prepared.grouping.hash)
+            if issue_id is None:
+                issue_id = self.resolver.resolve(project_id, prepared.grouping, prepared.seed(),
+                                                 self.config(project_id).similarity)
         except BaseException:
             self.recent.forget(project_id, event_id)
             raise

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spyglass.errors.envelope import Envelope
+from spyglass.errors.offload import IngestWorkers, auto_count
 from spyglass.errors.processing import EventProcessor
 from spyglass.errors.quotas import Quotas, rate_limits_header
 from spyglass.errors.state import detect_regressions
@@ -42,6 +43,12 @@ class ErrorService:
         self.runtime = runtime
         self.processor = EventProcessor(runtime.db, runtime.blobs, merge_threshold)
         self.quotas = Quotas()
+        count = runtime.settings.ingest_workers
+        count = auto_count() if count < 0 else count
+        #: Started on first use, from the server's event loop.
+        self.workers = IngestWorkers(count) if count > 0 else None
+        if self.workers is not None:
+            runtime.add_service(lambda: self.workers, lambda workers: workers.stop())
         runtime.jobs.add("issue-states", ISSUE_STATE_INTERVAL_S, self.update_issue_states)
 
     def update_issue_states(self) -> list[int]:

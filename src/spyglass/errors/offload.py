@@ -1,0 +1,192 @@
+"""Ingest workers: the CPU-bound half of Sentry ingest in other processes.
+
+One Python process computes on one core at a time. Decoding, parsing, normalizing, scrubbing
+and grouping an event cost most of its CPU and need no state, so the server hands them to a
+few worker processes and keeps what needs state and storage: authentication, quotas, issue
+assignment, duplicates, attachments and the writer. A request's body goes to a worker over a
+socket pair and comes back as rows (:class:`spyglass.errors.items.ItemsResult`); the server
+answers the SDK only after those rows are committed, as before.
+
+Each worker is ``python -m spyglass.errors.worker FD``: it imports the item-processing
+modules only (no storage code, ~40 MB), reads length-prefixed pickled tasks from its socket,
+and answers in order. A project's rules travel with the first task after they change. When a
+worker dies its requests are processed in the server process and it is started again, so no
+acknowledged event depends on a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import itertools
+import os
+import pickle
+import socket
+import struct
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from spyglass.errors.items import ItemsResult, RuleTexts
+
+log = structlog.get_logger(__name__)
+
+HEADER = struct.Struct("!I")
+#: A task's raw body is at most Sentry's 20 MB compressed limit; replies are decoded bodies
+#: turned into rows, bounded by the 100 MB envelope limit.
+MAX_FRAME = 256 * 1024 * 1024
+
+
+class WorkerLost(Exception):
+    """The worker died or was stopped before answering; process the request here instead."""
+
+
+@dataclass
+class Task:
+    project_id: int
+    version: int
+    rules: RuleTexts | None
+    raw: bytes
+    encoding: str
+    store: bool
+    limit: int
+    received: dt.datetime
+
+
+@dataclass
+class Reply:
+    """What a worker made of a request: an HTTP error, or the envelope's rows."""
+
+    status: int
+    message: str = ""
+    headers: dict[str, Any] | None = None
+    items: ItemsResult | None = None
+
+
+def auto_count() -> int:
+    """As many workers as cores: the server process mostly waits while they compute."""
+    return os.cpu_count() or 1
+
+
+class _Worker:
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.reader_task: asyncio.Task[None] | None = None
+        self.pending: dict[int, asyncio.Future[Reply]] = {}
+        #: project id → rules version this worker has.
+        self.versions: dict[int, int] = {}
+
+    @property
+    def alive(self) -> bool:
+        return self.writer is not None and self.proc is not None and self.proc.poll() is None
+
+    async def start(self) -> None:
+        parent, child = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen(  # noqa: ASYNC220 -- a fork+exec, once per worker
+                [sys.executable, "-m", "spyglass.errors.worker", str(child.fileno())],
+                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
+        finally:
+            child.close()
+        reader, self.writer = await asyncio.open_connection(sock=parent, limit=MAX_FRAME)
+        self.versions = {}
+        self.reader_task = asyncio.get_running_loop().create_task(self._read(reader))
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                head = await reader.readexactly(HEADER.size)
+                frame = await reader.readexactly(HEADER.unpack(head)[0])
+                task_id, reply = pickle.loads(frame)
+                future = self.pending.pop(task_id, None)
+                if future is not None and not future.done():
+                    future.set_result(reply)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        except Exception as exc:  # noqa: BLE001 -- an unreadable reply: drop this worker
+            log.error("ingest_worker_reply_unreadable", worker=self.index, error=repr(exc))
+        finally:
+            self._lost()
+
+    def _lost(self) -> None:
+        pending, self.pending = self.pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(WorkerLost(f"ingest worker {self.index} stopped"))
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def send(self, task_id: int, task: Task) -> asyncio.Future[Reply]:
+        assert self.writer is not None
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self.pending[task_id] = future
+        frame = pickle.dumps((task_id, task), protocol=pickle.HIGHEST_PROTOCOL)
+        self.writer.write(HEADER.pack(len(frame)) + frame)
+        return future
+
+    def stop(self) -> None:
+        if self.reader_task is not None:
+            self.reader_task.cancel()
+        self._lost()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class IngestWorkers:
+    """A pool of ingest worker processes, used from the server's event loop."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._workers = [_Worker(i) for i in range(count)]
+        self._ids = itertools.count()
+        self._lock: asyncio.Lock | None = None
+        self._closed = False
+
+    async def run(self, task: Task) -> Reply:
+        """The worker's reply to ``task``; raises :class:`WorkerLost` when no worker could
+        answer (the caller then processes the request itself)."""
+        worker = await self._pick()
+        if worker.versions.get(task.project_id) == task.version:
+            task.rules = None  # the worker has these rules already
+        else:
+            worker.versions[task.project_id] = task.version
+        future = worker.send(next(self._ids), task)
+        if worker.writer is not None and worker.writer.transport.get_write_buffer_size() > 1 << 20:
+            await worker.writer.drain()
+        return await future
+
+    async def _pick(self) -> _Worker:
+        if self._closed:
+            raise WorkerLost("ingest workers are stopped")
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        worker = min(self._workers, key=lambda w: len(w.pending) if w.alive else 1 << 30)
+        if not worker.alive:
+            async with self._lock:  # (re)start dead workers once, not once per request
+                for w in self._workers:
+                    if not w.alive and not self._closed:
+                        if w.proc is not None:
+                            log.warning("ingest_worker_restarted", worker=w.index,
+                                        exit_code=w.proc.poll())
+                            w.stop()
+                        await w.start()
+            worker = min(self._workers, key=lambda w: len(w.pending))
+        return worker
+
+    def stop(self) -> None:
+        self._closed = True
+        for worker in self._workers:
+            with contextlib.suppress(Exception):
+                worker.stop()
