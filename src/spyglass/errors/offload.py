@@ -153,6 +153,8 @@ class IngestWorkers:
         self._ids = itertools.count()
         self._lock: asyncio.Lock | None = None
         self._closed = False
+        #: Requests the workers answered.
+        self.completed = 0
 
     async def run(self, task: Task) -> Reply:
         """The worker's reply to ``task``; raises :class:`WorkerLost` when no worker could
@@ -165,7 +167,9 @@ class IngestWorkers:
         future = worker.send(next(self._ids), task)
         if worker.writer is not None and worker.writer.transport.get_write_buffer_size() > 1 << 20:
             await worker.writer.drain()
-        return await future
+        reply = await future
+        self.completed += 1
+        return reply
 
     async def _pick(self) -> _Worker:
         if self._closed:

@@ -1,0 +1,169 @@
+"""Ingest workers: the same events, issues and rows as processing in the server process;
+bad bodies get the same 4xx; a lost worker costs no event; rule changes reach the workers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import os
+import signal
+import zlib
+
+import orjson
+from fastapi.testclient import TestClient
+from sdk_capture import sdk
+from sqlalchemy import select
+
+import sentry_sdk
+from spyglass.app import create_app
+from spyglass.errors.envelope import parse_envelope
+from spyglass.errors.items import ItemConfig, RuleTexts, process_items
+from spyglass.errors.models import ErrorSettings, Issue
+from spyglass.errors.offload import Task
+from spyglass.errors.worker import Worker
+
+NOW = dt.datetime(2026, 11, 27, 12, 0, 0)
+
+
+def checkout(order: int) -> None:
+    raise ValueError(f"card declined for order {order}")
+
+
+def profile(user: str) -> None:
+    {}[user]
+
+
+def sdk_envelopes() -> list[bytes]:
+    with sdk(release="shop@3.1", environment="prod") as envelopes:
+        sentry_sdk.set_user({"id": "u-7", "email": "ann@example.com"})
+        sentry_sdk.set_tag("region", "eu")
+        for order in (1, 2, 3):
+            try:
+                checkout(order)
+            except ValueError:
+                sentry_sdk.capture_exception()
+        for user in ("ann", "bob"):
+            try:
+                profile(user)
+            except KeyError:
+                sentry_sdk.capture_exception()
+        sentry_sdk.capture_message("password=hunter2 reset for 4111 1111 1111 1111")
+    return envelopes
+
+
+def _send(client: TestClient, project_id: int, key: str, body: bytes, **headers: str):  # type: ignore[no-untyped-def]
+    return client.post(f"/api/{project_id}/envelope/?sentry_key={key}", content=body,
+                       headers=headers)
+
+
+def _stored(client: TestClient, project_id: int) -> tuple[list, list]:
+    with client.app.state.runtime.db.session() as s:
+        issues = [(i.title, i.variant, i.level, i.first_release) for i in s.scalars(
+            select(Issue).where(Issue.project_id == project_id).order_by(Issue.id))]
+    rows = client.app.state.runtime.store.rows(
+        "SELECT event_id, group_hash, title, culprit, level, release, environment, user_key, "
+        "tags, data FROM events WHERE project_id = {p:UInt64} ORDER BY event_id",
+        {"p": project_id})
+    events = []
+    for row in rows:
+        data = orjson.loads(row.pop("data"))
+        data.pop("received"), data.pop("issue_id")
+        row["tags"] = dict(row["tags"])
+        events.append((row, data))
+    return issues, events
+
+
+def _run(settings, workers: int, envelopes: list[bytes], tenant_maker):  # type: ignore[no-untyped-def]
+    settings.ingest_workers = workers
+    with TestClient(create_app(settings), base_url=settings.public_url) as client:
+        t = tenant_maker(client.app.state.runtime.db, f"w{workers}")
+        # The first request loads the project's rules and key into the server's caches;
+        # every later one is eligible for a worker.
+        for body in envelopes:
+            assert _send(client, t.project_id, t.public_key, gzip.compress(body),
+                         **{"Content-Encoding": "gzip"}).status_code == 200
+        service = client.app.state.errors
+        handled = service.workers.completed if service.workers else 0
+        return _stored(client, t.project_id), handled
+
+
+def test_workers_store_exactly_what_the_server_process_stores(settings, tmp_path, tenant_maker):
+    envelopes = sdk_envelopes()
+    settings.data_dir = tmp_path / "inline"
+    inline, _ = _run(settings, 0, envelopes, tenant_maker)
+    settings.data_dir = tmp_path / "offloaded"
+    offloaded, handled = _run(settings, 2, envelopes, tenant_maker)
+    assert handled == len(envelopes) - 1  # all but the first, which warmed the caches
+    assert offloaded[0] == inline[0] and len(inline[0]) == 3
+    for (row_a, data_a), (row_b, data_b) in zip(offloaded[1], inline[1], strict=True):
+        assert row_a == row_b
+        assert data_a == data_b
+    message = [d for _r, d in offloaded[1] if d.get("message", "").startswith("password")]
+    assert message and "4111" not in orjson.dumps(message[0]).decode()
+
+
+def test_worker_answers_bad_bodies_like_the_server(tenant_maker):
+    worker = Worker()
+    rules = RuleTexts()
+
+    def task(raw: bytes, encoding: str = "", store: bool = False, limit: int = 1 << 20) -> Task:
+        return Task(7, 1, rules, raw, encoding, store, limit, NOW)
+
+    assert worker.handle(task(b"not gzip", "gzip")).status == 400
+    bomb = zlib.compress(b"{" + b" " * (4 << 20) + b"}")
+    reply = worker.handle(task(bomb, "deflate"))
+    assert reply.status == 413 and "limit" in reply.message
+    assert worker.handle(task(b"[1, 2]", store=True)).status == 400
+    assert worker.handle(task(b"{broken header\n{}\n")).status == 400
+    assert worker.handle(task(b"x", "compress")).status in (400, 415)
+    good = sdk_envelopes()[0]
+    reply = worker.handle(task(good))
+    assert reply.status == 200 and reply.items is not None
+    expected = process_items(ItemConfig.from_texts(rules), 7, parse_envelope(good), NOW)
+    assert [e.row for e in reply.items.events] == [e.row for e in expected.events]
+
+
+def test_a_lost_worker_costs_no_event(settings, tenant_maker):
+    settings.ingest_workers = 1
+    envelopes = sdk_envelopes()
+    with TestClient(create_app(settings), base_url=settings.public_url) as client:
+        t = tenant_maker(client.app.state.runtime.db, "lost")
+        workers = client.app.state.errors.workers
+        for body in envelopes[:2]:
+            assert _send(client, t.project_id, t.public_key, body).status_code == 200
+        first = workers._workers[0].proc
+        assert first is not None and workers.completed == 1
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+        for body in envelopes[2:]:
+            assert _send(client, t.project_id, t.public_key, body).status_code == 200
+        second = workers._workers[0].proc
+        assert second is not None and second.pid != first.pid and second.poll() is None
+        issues, events = _stored(client, t.project_id)
+        assert len(events) == len(envelopes) and len(issues) == 3
+
+
+def test_rule_changes_reach_the_workers(settings, tenant_maker):
+    settings.ingest_workers = 1
+    with TestClient(create_app(settings), base_url=settings.public_url) as client:
+        t = tenant_maker(client.app.state.runtime.db, "rules")
+        service = client.app.state.errors
+
+        def send_order() -> dict:
+            with sdk() as envelopes:
+                sentry_sdk.set_extra("order_ref", "A-1234")
+                sentry_sdk.capture_message("order failed")
+            assert _send(client, t.project_id, t.public_key, envelopes[0]).status_code == 200
+            event_id = orjson.loads(envelopes[0].split(b"\n")[0])["event_id"]
+            _issues, events = _stored(client, t.project_id)
+            return next(data for _row, data in events if data["event_id"] == event_id)
+
+        send_order()  # loads the rules and the key in the server process
+        assert send_order()["extra"]["order_ref"] == "A-1234"  # a worker, with those rules
+        with client.app.state.runtime.db.session() as s:
+            s.merge(ErrorSettings(project_id=t.project_id, sensitive_fields="order_ref"))
+            s.commit()
+        service.processor.forget_config(t.project_id)  # what saving the settings page does
+        send_order()  # loads the new rules in the server process
+        assert send_order()["extra"]["order_ref"] == "[Filtered]"
+        assert service.workers.completed == 2
