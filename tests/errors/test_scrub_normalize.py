@@ -15,7 +15,14 @@ from spyglass.errors.normalize import (
     parse_timestamp,
     trim_in_place,
 )
-from spyglass.errors.scrub import FILTERED, ScrubRules, _values_need_scrubbing, scrub_event
+from spyglass.errors.scrub import (
+    FILTERED,
+    ScrubRules,
+    _scrub_in_place,
+    _values_need_scrubbing,
+    scrub_event,
+    scrub_string,
+)
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0)
 
@@ -160,3 +167,47 @@ def test_card_prefilter_agrees_with_the_card_pattern(text):
     expected = any(_card_digits(m.group()) for m in CARD.finditer(text))
     # Exact on ASCII text; elsewhere it may only say yes more often.
     assert _may_hold_card(text.encode()) == expected or (not text.isascii() and not expected)
+
+
+def test_trim_cuts_a_long_string_next_to_containers_it_keeps():
+    event = {"a": ["x" * 9000, {"b": 1}, [2]], "c": "y" * 9000, "d": {"e": 3}}
+    assert trim_in_place(copy.deepcopy(event)) == _trimmed(event)
+    assert trim_in_place(event)["a"][1:] == [{"b": 1}, [2]] and event["d"] == {"e": 3}
+
+
+def _scrubbed(value, rules, values):
+    """The specification of _scrub_in_place, as a plain recursive copy."""
+    if isinstance(value, dict):
+        return {k: FILTERED if type(k) is str and v is not None and v != "" and rules.key_is_sensitive(k)
+                else _scrubbed(v, rules, values) for k, v in value.items()}
+    if isinstance(value, list):
+        if len(value) == 2 and type(value[0]) is str and rules.key_is_sensitive(value[0]):
+            return [value[0], FILTERED]
+        return [_scrubbed(v, rules, values) for v in value]
+    if isinstance(value, str) and values:
+        return scrub_string(value)
+    return value
+
+
+scrub_keys = st.sampled_from(["password", "Authorization", "api_key", "session", "session_kind",
+                              "customer_ref", "type", "name", "value", "headers"]) | st.text(max_size=6)
+scrub_trees = st.recursive(
+    st.none() | st.booleans() | st.integers() | scrub_keys
+    | st.sampled_from(["", "Bearer abcdefghijkl", "paid with 4111 1111 1111 1111", "postgres://u:pw@db/x"]),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(scrub_keys, children, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(scrub_trees, min_size=1, max_size=3))
+def test_scrub_in_place_is_the_recursive_scrub(events):
+    # Several events through the same rules: later ones meet keys whose verdicts are cached
+    # (dicts known safe skip the per-key checks), and must come out the same.
+    for values in (False, True):
+        rules = ScrubRules.for_project("customer_ref\n", "session_kind\n")
+        reference = ScrubRules.for_project("customer_ref\n", "session_kind\n")
+        for event in events + events:
+            root = {"extra": copy.deepcopy(event)}
+            _scrub_in_place(root, rules, values)
+            assert root == _scrubbed({"extra": event}, reference, values)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -70,6 +71,7 @@ class ScrubRules:
 
     def key_is_sensitive(self, key: str) -> bool:
         # Events repeat the same few hundred keys; remember the verdicts (bounded).
+        # (``_scrub_in_place`` also reads ``_verdicts`` directly, to skip known-safe dicts.)
         verdict = self._verdicts.get(key)
         if verdict is None:
             k = key.lower()
@@ -148,31 +150,60 @@ def _scrub_in_place(root: Any, rules: ScrubRules, values: bool) -> None:
     """Walk dicts and lists without recursion; replace sensitive values, and (when ``values``)
     scrub strings."""
     sensitive = rules.key_is_sensitive
+    # The verdicts ``key_is_sensitive`` remembered, read with a default of True: in
+    # ``any(map(verdict, node, unknown))`` (all in C) a key that is sensitive or not judged
+    # yet sends the dict through the per-key checks; events repeat the same keys, so almost
+    # every dict is known safe after the first few events and only needs its values walked.
+    verdict = rules._verdicts.get
+    unknown = repeat(True)
     stack = [root]
+    pop = stack.pop
+    push = stack.append
     while stack:
-        node = stack.pop()
+        node = pop()
         if type(node) is dict:
-            for k, v in node.items():
-                tv = type(v)
-                if type(k) is str and v is not None and v != "" and sensitive(k):
-                    node[k] = FILTERED
-                elif tv is str:
-                    if values and len(v) >= 8:
-                        node[k] = scrub_string(v)
-                elif tv is dict or tv is list:
-                    stack.append(v)
+            if any(map(verdict, node, unknown)):
+                for k, v in node.items():
+                    tv = type(v)
+                    # (The verdict first, for every key, so that it is remembered.)
+                    if type(k) is str and sensitive(k) and v is not None and v != "":
+                        node[k] = FILTERED
+                    elif tv is str:
+                        if values and len(v) >= 8:
+                            node[k] = scrub_string(v)
+                    elif tv is dict or tv is list:
+                        push(v)
+            elif values:
+                for k, v in node.items():
+                    tv = type(v)
+                    if tv is str:
+                        if len(v) >= 8:
+                            node[k] = scrub_string(v)
+                    elif tv is dict or tv is list:
+                        push(v)
+            else:
+                for v in node.values():
+                    tv = type(v)
+                    if tv is dict or tv is list:
+                        push(v)
         elif type(node) is list:
             # [key, value] pairs (headers, tags, cookies as lists) are scrubbed by their key.
             if len(node) == 2 and type(node[0]) is str and sensitive(node[0]):
                 node[1] = FILTERED
                 continue
-            for i, v in enumerate(node):
-                tv = type(v)
-                if tv is str:
-                    if values and len(v) >= 8:
-                        node[i] = scrub_string(v)
-                elif tv is dict or tv is list:
-                    stack.append(v)
+            if values:
+                for i, v in enumerate(node):
+                    tv = type(v)
+                    if tv is str:
+                        if len(v) >= 8:
+                            node[i] = scrub_string(v)
+                    elif tv is dict or tv is list:
+                        push(v)
+            else:
+                for v in node:
+                    tv = type(v)
+                    if tv is dict or tv is list:
+                        push(v)
 
 
 def scrub_event(event: dict[str, Any], rules: ScrubRules) -> dict[str, Any]:
