@@ -32,9 +32,10 @@ Runs alternate which server goes first; the summary gives medians over runs and 
 Bugsink is installed in its own venv (``BUGSINK_VENV``, default /tmp/bugsink-venv), e.g.
 ``python3 -m venv /tmp/bugsink-venv && /tmp/bugsink-venv/bin/pip install bugsink``.
 ``--profile DIR`` runs py-spy (``--gil``: only the thread holding the GIL is sampled, so the
-profile shows where CPU goes rather than who waits) on the Spyglass server during the first
-run's measured phase, writes the collapsed stacks there and prints the time per part of the
-ingest path. The profiler slows the server, so take CPU figures from runs without it.
+profile shows where CPU goes rather than who waits) on the Spyglass server and its ingest
+workers during the first run's measured phase, writes the collapsed stacks there and prints
+the time per process and per part of the ingest path. The profiler slows the server, so take
+CPU figures from runs without it.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def measure(name: str, work: Path, envelopes: list[bytes], events: int, warmup: 
             profile.mkdir(parents=True, exist_ok=True)
             spy = subprocess.Popen(
                 [str(HERE.parent / ".venv" / "bin" / "py-spy"), "record", "--pid",
-                 str(server.pids[0]), "--rate", "100", "--format", "raw", "--gil", "--nonblocking",
+                 str(server.pids[0]), "--rate", "250", "--format", "raw", "--gil", "--nonblocking",
+                 "--subprocesses",
                  "-o", str(profile / "spyglass.collapsed")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
@@ -189,23 +191,22 @@ def main() -> None:
 
 #: Parts of the ingest path, matched against each sampled stack in this order (first wins).
 PARTS = [
-    ("scrub (errors.scrub.scrub_event)", "scrub_event ("),
-    ("normalize (errors.normalize.normalize_event)", "normalize_event ("),
-    ("grouping (group_event)", "group_event ("),
-    ("issue assignment (IssueResolver.resolve)", "IssueResolver.resolve ("),
-    ("processing rest: JSON parse/dump, row building", "EventProcessor.process ("),
-    ("auth: project_for_key over the ORM, per request", "_authorize"),
-    ("body read + gunzip (read_body)", "read_body ("),
-    ("envelope parse", "parse_envelope ("),
-    ("writer: rows to Arrow per request (_to_arrow)", "_to_arrow ("),
-    ("writer: flush incl. DuckDB insert", "BatchingWriter._run ("),
-    ("writer: submit, wake the flusher", "BatchingWriter.write ("),
-    ("thread pool hand-off (run_in_threadpool)", "run_sync_in_worker_thread ("),
-    ("FastAPI route matching", "_match ("),
-    ("regression job", "detect_regressions ("),
-    ("ASGI stack: BaseHTTPMiddleware (RequestLog) + FastAPI/Starlette per-request machinery",
-     "BaseHTTPMiddleware"),
-    ("uvicorn / event loop", "Runner.run ("),
+    ("worker: scrub (errors.scrub.scrub_event)", "scrub_event ("),
+    ("worker: normalize (errors.normalize.normalize_event)", "normalize_event ("),
+    ("worker: grouping (group_event)", "group_event ("),
+    ("worker: decode + envelope parse", "parse_envelope ("),
+    ("worker: rest (JSON parse/dump, rows, frames)", "Worker.handle ("),
+    ("worker: reading tasks, writing replies", "spyglass.errors.worker"),
+    ("server: issue assignment (IssueResolver.resolve)", "IssueResolver.resolve ("),
+    ("server: processing in-process (no worker)", "EventProcessor.process ("),
+    ("server: finish (duplicates, issue, row)", "EventProcessor.finish ("),
+    ("server: replies from workers (unpickle)", "_Worker._read ("),
+    ("server: tasks to workers", "_Worker.send ("),
+    ("server: writer flush incl. DuckDB insert", "BatchingWriter._run ("),
+    ("server: writer submit", "BatchingWriter.write ("),
+    ("server: thread pool hand-off (run_in_threadpool)", "run_sync_in_worker_thread ("),
+    ("server: regression job", "detect_regressions ("),
+    ("server: uvicorn / event loop / request handling", "Runner.run ("),
 ]
 
 

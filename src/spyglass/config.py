@@ -30,6 +30,9 @@ class Settings:
     #: Telemetry store. Empty means DuckDB in the data directory; ``clickhouse://`` or
     #: ``http(s)://`` for a ClickHouse server, ``chdb:///path`` for the embedded ClickHouse engine.
     clickhouse_url: str = ""
+    #: Embedded DuckDB's buffer pool limit ("512MB", "2GB" ...; empty: DuckDB's default of
+    #: 80% of the machine's memory). Pages beyond it are evicted or spilled to disk.
+    duckdb_memory_limit: str = "256MB"
     #: Blob store. Empty means a directory in the data directory; ``s3://bucket/prefix`` for S3.
     blob_url: str = ""
     s3_endpoint_url: str = ""

@@ -99,7 +99,9 @@ def scrub_string(value: str) -> str:
 #: patterns, with scans that cost a few microseconds on a typical 16 KB event where running
 #: the patterns on every string costs ~0.5 ms.
 _URL_AUTH = re.compile(rb"://[^:/@\s\"]+:[^@/\s\"]+@")
-_CREDENTIAL_WORDS = (b"earer", b"asic", b"oken", b"EARER", b"ASIC", b"OKEN")
+#: CREDENTIAL's words, searched in the ASCII-lowercased event (one pass, then three scans,
+#: instead of six scans for both cases).
+_CREDENTIAL_WORDS = (b"bearer", b"basic", b"token")
 #: Bytes of the serialized event → classes: digit "0", separator "-", ASCII word character
 #: "a", anything else "." (non-ASCII bytes too, which can only add candidates).
 _CLASSES = bytes(
@@ -114,9 +116,10 @@ def _values_need_scrubbing(raw: bytes) -> bool:
     """Whether any string of the event (serialized as ``raw``) could hold a card number,
     a URL password or a credential. Scans of bytes: str scans of the same event cost several
     times more as soon as it holds one non-ASCII character."""
-    if b"://" in raw and _URL_AUTH.search(raw):
+    if _URL_AUTH.search(raw):  # (its literal start makes this a fast scan)
         return True
-    if any(word in raw for word in _CREDENTIAL_WORDS) and CREDENTIAL.search(raw.decode()):
+    lowered = raw.lower()
+    if any(word in lowered for word in _CREDENTIAL_WORDS) and CREDENTIAL.search(raw.decode()):
         return True
     return _may_hold_card(raw)
 

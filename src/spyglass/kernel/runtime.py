@@ -28,7 +28,8 @@ class Runtime:
         self.settings = settings
         self.db = Database(settings.metadata_url)
         self.keys = KeyCache(self.db)
-        self.store: TelemetryStore = open_telemetry_store(settings.clickhouse_url, settings.data_dir)
+        self.store: TelemetryStore = open_telemetry_store(
+            settings.clickhouse_url, settings.data_dir, settings.duckdb_memory_limit)
         self.blobs: BlobStore = open_blob_store(
             settings.blob_url, settings.data_dir, settings.s3_endpoint_url
         )

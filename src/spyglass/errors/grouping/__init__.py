@@ -55,7 +55,15 @@ from .rules import (
     parse_fingerprint_rules,
     parse_stacktrace_rules,
 )
-from .similarity import SimilarityIndex
+
+
+def __getattr__(name: str) -> object:
+    # The similarity model needs numpy; ingest workers group events without it.
+    if name == "SimilarityIndex":
+        from .similarity import SimilarityIndex
+
+        return SimilarityIndex
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "Action",

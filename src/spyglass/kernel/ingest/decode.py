@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import brotli
 import zstandard
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+
+if TYPE_CHECKING:  # ingest workers decode without importing the web stack
+    from starlette.requests import Request
 
 CHUNK = 64 * 1024
 
@@ -54,6 +56,8 @@ async def read_body(request: Request, max_compressed: int, max_decompressed: int
     if encoding.strip().lower() in ("", "identity"):
         return decode(raw, encoding, max_decompressed)
     # Inflating up to the limit takes a while; keep the event loop free meanwhile.
+    from starlette.concurrency import run_in_threadpool
+
     return await run_in_threadpool(decode, raw, encoding, max_decompressed)
 
 

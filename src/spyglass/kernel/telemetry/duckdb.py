@@ -23,10 +23,14 @@ def to_duckdb_sql(sql: str) -> str:
 class DuckDBStore(TelemetryStore):
     dialect = "duckdb"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, memory_limit: str = "") -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = duckdb.connect(str(path))
+        # DuckDB's own default buffer pool is 80% of the machine's memory, which it fills
+        # with the pages it wrote and keeps; the limit bounds that (pages are evicted, and
+        # large queries spill to disk). Empty keeps DuckDB's default.
+        config = {"memory_limit": memory_limit} if memory_limit else {}
+        self._conn = duckdb.connect(str(path), config=config)
         self._conn.execute("SET TimeZone = 'UTC'")
         self._write_lock = threading.Lock()
         self._local = threading.local()

@@ -79,16 +79,13 @@ class TelemetryStore(ABC):
         )
 
 
-def open_telemetry_store(url: str, data_dir: Path) -> TelemetryStore:
+def open_telemetry_store(url: str, data_dir: Path, duckdb_memory_limit: str = "") -> TelemetryStore:
     """Pick the store from ``SPYGLASS_CLICKHOUSE_URL``: empty → DuckDB in the data directory."""
-    if not url:
+    if not url or url.startswith("duckdb://"):
         from spyglass.kernel.telemetry.duckdb import DuckDBStore
 
-        return DuckDBStore(data_dir / "telemetry.duckdb")
-    if url.startswith("duckdb://"):
-        from spyglass.kernel.telemetry.duckdb import DuckDBStore
-
-        return DuckDBStore(Path(url[len("duckdb://") :]))
+        path = data_dir / "telemetry.duckdb" if not url else Path(url[len("duckdb://") :])
+        return DuckDBStore(path, duckdb_memory_limit)
     from spyglass.kernel.telemetry.clickhouse import ClickHouseStore
 
     return ClickHouseStore.from_url(url)
