@@ -56,7 +56,7 @@ class Settings:
     #: OTLP/gRPC receiver port (OpenTelemetry's default 4317), on ``host``; 0 disables it.
     otlp_grpc_port: int = 4317
     #: Processes that decode, normalize, scrub and group Sentry events beside the server
-    #: process: -1 one per core, 0 none (everything in the server process).
+    #: process: -1 one per core but one (at least one), 0 none (all in the server process).
     ingest_workers: int = -1
     extra: dict[str, Any] = field(default_factory=dict)
 

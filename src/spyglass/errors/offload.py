@@ -68,8 +68,10 @@ class Reply:
 
 
 def auto_count() -> int:
-    """As many workers as cores: the server process mostly waits while they compute."""
-    return os.cpu_count() or 1
+    """One worker per core but one, and at least one: the server process keeps a core's worth
+    of work (HTTP, issue assignment, the writer). On 2 cores one worker gave the same
+    throughput as two with less CPU per event and 45 MB less memory (docs/benchmarks.md)."""
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 class _Worker:
