@@ -211,3 +211,15 @@ def test_scrub_in_place_is_the_recursive_scrub(events):
             root = {"extra": copy.deepcopy(event)}
             _scrub_in_place(root, rules, values)
             assert root == _scrubbed({"extra": event}, reference, values)
+
+
+def test_credentials_behind_json_escapes_are_scrubbed():
+    # In the serialized event a newline is "\n" and a quote is '\"': the whole-event
+    # prefilter must still send these strings through the patterns.
+    event = normalize_event({"extra": {
+        "header": "Token\nabcdefghijklmnop",
+        "dsn": 'postgres://app:pa"ss@db.internal/app',
+    }}, NOW)
+    out = scrub_event(event, ScrubRules())
+    assert out["extra"]["header"] == f"Token {FILTERED}"
+    assert out["extra"]["dsn"] == f"postgres://app:{FILTERED}@db.internal/app"
