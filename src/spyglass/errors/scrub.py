@@ -113,6 +113,9 @@ _CLASSES = bytes(
     97 if i < 128 and (chr(i).isalpha() or chr(i) == "_") else 46
     for i in range(256))
 _THIRTEEN = b"0" * 13
+#: How orjson writes control characters other than backspace, form feed, newline, carriage
+#: return and tab.
+_CONTROL_ESCAPE = re.compile(rb"\\u00[0-9a-fA-F]{2}")
 _CARD_BYTES = re.compile(rb"\b(?:[0-9][ -]?){13,19}\b")
 
 
@@ -129,12 +132,16 @@ def _values_need_scrubbing(raw: bytes) -> bool:
 
 
 def _may_hold_card(raw: bytes) -> bool:
-    """Whether CARD finds a Luhn-valid number in ``raw``, looking only at digit runs.
+    r"""Whether CARD finds a Luhn-valid number in ``raw``, looking only at digit runs.
 
     Regexes over the whole text cost ~8 ns a character here; ``bytes.translate`` and
     ``find`` well under one. In the class string, a single separator between two digits
     becomes a digit, so every CARD candidate is a run of at least 13 "0"s, found by ``find``.
+    JSON escapes are minded: in ``\n4111...`` the "n" stands for a newline, so the digits
+    are not glued to a letter; a ``\u00XX`` escape's hex digits are not digits of the text.
     """
+    if b"\\u00" in raw:
+        raw = _CONTROL_ESCAPE.sub(b"\\\\u....", raw)
     classes = raw.translate(_CLASSES)
     runs = classes.replace(b"0-0", b"000").replace(b"0-0", b"000")
     at = runs.find(_THIRTEEN)
@@ -142,11 +149,14 @@ def _may_hold_card(raw: bytes) -> bool:
         end = at + 13
         while end < len(runs) and runs[end] == 48:
             end += 1
-        glued = (at > 0 and classes[at - 1] == 97) or (end < len(classes) and classes[end] == 97)
+        escaped = at >= 2 and classes[at - 1] == 97 and raw[at - 2] == 92
+        glued = ((at > 0 and classes[at - 1] == 97 and not escaped)
+                 or (end < len(classes) and classes[end] == 97))
         if not (glued and b"-" not in classes[at:end]):
             # (A run with no separator glued to a letter, like the digits of the float repr
             # "5.278000116959447e-06", has no word boundary for CARD to use.)
-            for m in _CARD_BYTES.finditer(raw, max(0, at - 1), end + 1):
+            segment = raw[at if escaped else max(0, at - 1):end + 1]
+            for m in _CARD_BYTES.finditer(segment):
                 if _card_digits(m.group().decode()):
                     return True
         at = runs.find(_THIRTEEN, end)
