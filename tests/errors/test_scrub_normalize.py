@@ -238,3 +238,21 @@ def test_cards_after_escaped_characters_are_scrubbed():
     out = scrub_event(event, ScrubRules())
     assert out["extra"] == {"log": f"Payment failed:\n{FILTERED}",
                             "tabbed": f"card\t{FILTERED}", "control": f"\x1f{FILTERED}"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["password", "extra", "tags", "x" * 300, "headers",
+                                        "token", "deep", "note"]),
+                       json_values | st.text(min_size=8190, max_size=8200), max_size=6),
+       st.booleans())
+def test_one_walk_trims_and_scrubs_like_two(event, values):
+    from spyglass.errors.scrub import _scrub_in_place, _trim_and_scrub_in_place
+
+    event["deep"] = _nested(14)
+    event["wide"] = {f"k{i}": "card 4111 1111 1111 1111" for i in range(520)}
+    event["pairs"] = [["Authorization", "Bearer abcdefghij"], ["x" * 9000, "kept"]]
+    rules = ScrubRules.for_project("note")
+    expected = copy.deepcopy(event)
+    _scrub_in_place(trim_in_place(expected), rules, values)
+    _trim_and_scrub_in_place(event, rules, values)
+    assert event == expected

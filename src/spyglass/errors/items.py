@@ -180,7 +180,8 @@ def issue_seed(event: dict[str, Any]) -> dict[str, Any]:
 def prepare_event(cfg: ItemConfig, project_id: int, raw: dict[str, Any],
                   received: dt.datetime) -> PreparedEvent:
     """Normalize, scrub and group one event (``raw`` is changed in place)."""
-    event = scrub_event(normalize_event(raw, received), cfg.scrub)
+    # Trimmed while scrubbed: one walk over the event instead of two.
+    event = scrub_event(normalize_event(raw, received, trim=False), cfg.scrub, trim=True)
     grouping = group_event(event, cfg.grouping)
     event["grouping"] = {"hash": grouping.hash, "variant": grouping.variant,
                          "components": grouping.components}

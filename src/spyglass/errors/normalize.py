@@ -178,10 +178,12 @@ def _derive_contexts(e: dict[str, Any]) -> None:
         contexts.setdefault(name, ctx)
 
 
-def normalize_event(event: dict[str, Any], received: dt.datetime) -> dict[str, Any]:
+def normalize_event(event: dict[str, Any], received: dt.datetime,
+                    trim: bool = True) -> dict[str, Any]:
     """Normalize ``event`` (a freshly parsed JSON object, changed in place) and return it;
-    ``received`` is naive UTC."""
-    e = trim_in_place(event)
+    ``received`` is naive UTC. ``trim=False`` leaves trimming to the caller (ingest trims
+    while scrubbing, in the same walk); nothing here depends on sizes being capped."""
+    e = trim_in_place(event) if trim else event
     try:
         e["event_id"] = uuid.UUID(str(e.get("event_id"))).hex
     except ValueError:

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from spyglass.errors.normalize import MAX_DEPTH, MAX_STRING
+
 FILTERED = "[Filtered]"
 
 DEFAULT_SENSITIVE = (
@@ -223,14 +225,80 @@ def _scrub_in_place(root: Any, rules: ScrubRules, values: bool) -> None:
                         push(v)
 
 
-def scrub_event(event: dict[str, Any], rules: ScrubRules) -> dict[str, Any]:
+def _trim_and_scrub_in_place(root: dict[str, Any], rules: ScrubRules, values: bool) -> None:
+    """:func:`spyglass.errors.normalize.trim_in_place`, then :func:`_scrub_in_place`, in one
+    walk: the same result for half the cost of two walks over a large event."""
+    sensitive = rules.key_is_sensitive
+    verdict = rules._verdicts.get  # see _scrub_in_place
+    unknown = repeat(True)
+    ellipsis = MAX_STRING - 1
+    # (container, the depth of its children): containers at MAX_DEPTH become "[…]".
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        deep = depth >= MAX_DEPTH
+        if type(node) is dict:
+            if len(node) > 500:
+                for k in list(node)[500:]:
+                    del node[k]
+            if node and max(map(len, node)) > 256:
+                items = list(node.items())
+                node.clear()
+                node.update((k[:256], v) for k, v in items)
+            check_keys = any(map(verdict, node, unknown))
+            for k, v in node.items():
+                # (The verdict first, for every key, so that it is remembered.)
+                if check_keys and sensitive(k) and v is not None and v != "":
+                    node[k] = FILTERED
+                    continue
+                tv = type(v)
+                if tv is str:
+                    if len(v) > MAX_STRING:
+                        v = node[k] = v[:ellipsis] + "…"
+                    if values and len(v) >= 8:
+                        node[k] = scrub_string(v)
+                elif tv is dict or tv is list:
+                    if deep:
+                        node[k] = "[…]"
+                    else:
+                        push((v, depth + 1))
+        else:
+            if len(node) > 500:
+                del node[500:]
+            if len(node) == 2 and type(node[0]) is str:
+                if len(node[0]) > MAX_STRING:
+                    node[0] = node[0][:ellipsis] + "…"
+                # [key, value] pairs (headers, tags, cookies as lists) are scrubbed by key.
+                if sensitive(node[0]):
+                    node[1] = FILTERED
+                    continue
+            for i, v in enumerate(node):
+                tv = type(v)
+                if tv is str:
+                    if len(v) > MAX_STRING:
+                        v = node[i] = v[:ellipsis] + "…"
+                    if values and len(v) >= 8:
+                        node[i] = scrub_string(v)
+                elif tv is dict or tv is list:
+                    if deep:
+                        node[i] = "[…]"
+                    else:
+                        push((v, depth + 1))
+
+
+def scrub_event(event: dict[str, Any], rules: ScrubRules, trim: bool = False) -> dict[str, Any]:
     """Scrub an event in place (callers pass their own copy: a normalized or freshly parsed
-    event) and return it."""
+    event) and return it; with ``trim``, trim it in the same walk (see
+    :func:`spyglass.errors.normalize.trim_in_place`)."""
     try:
         values = _values_need_scrubbing(orjson.dumps(event))
     except TypeError:  # not JSON-serializable: check every string
         values = True
-    _scrub_in_place(event, rules, values)
+    if trim:
+        _trim_and_scrub_in_place(event, rules, values)
+    else:
+        _scrub_in_place(event, rules, values)
     out = event
     request = out.get("request")
     if isinstance(request, dict):
