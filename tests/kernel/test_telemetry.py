@@ -132,3 +132,20 @@ def test_numeric_array_columns(store):
         schema=spec.arrow_schema))
     [row] = store.rows("SELECT bounds, counts FROM t_hist")
     assert row == {"bounds": [0.5, 1.0, 2.5], "counts": [1, 2**63, 3, 0]}
+
+
+def test_forced_duckdb_compression_is_in_the_table_definition(tmp_path):
+    from spyglass.kernel.telemetry.duckdb import DuckDBStore
+
+    spec = TableSpec(name="payloads", columns=(
+        Column("project_id", "uint64"), Column("timestamp", "datetime"),
+        Column("body", "string", "ZSTD(3)", duckdb_compression="zstd")),
+        order_by=("project_id", "timestamp"))
+    s = DuckDBStore(tmp_path / "t.duckdb")
+    s.ensure_table(spec)
+    sql = s._conn.execute("SELECT sql FROM duckdb_tables() WHERE table_name = 'payloads'").fetchone()[0]
+    assert "body VARCHAR USING COMPRESSION ZSTD" in sql
+    s.insert(spec, pa.Table.from_pylist(
+        [{"project_id": 1, "timestamp": T0, "body": "x" * 20000}], schema=spec.arrow_schema))
+    assert s.rows("SELECT length(body) AS n FROM payloads") == [{"n": 20000}]
+    s.close()

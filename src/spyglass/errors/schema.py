@@ -27,7 +27,7 @@ EVENTS = register_table(
             Column("trace_id", "string"),
             Column("tags", "map", "ZSTD(3)"),
             #: The normalized, scrubbed event as JSON, for the event page.
-            Column("data", "string", "ZSTD(3)"),
+            Column("data", "string", "ZSTD(3)", duckdb_compression="zstd"),
             Column("size", "uint32"),
         ),
         order_by=("project_id", "timestamp", "event_id"),

@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from spyglass.kernel.telemetry.schema import TYPES, TableSpec
+from spyglass.kernel.telemetry.schema import TYPES, Column, TableSpec
 from spyglass.kernel.telemetry.store import TelemetryStore, utc_naive
 
 _PLACEHOLDER = re.compile(r"\{(\w+):[^{}]+\}")
@@ -18,6 +18,11 @@ _PLACEHOLDER = re.compile(r"\{(\w+):[^{}]+\}")
 
 def to_duckdb_sql(sql: str) -> str:
     return _PLACEHOLDER.sub(lambda m: "$" + m.group(1), sql)
+
+
+def _column_sql(c: Column) -> str:
+    sql = f'"{c.name}" {TYPES[c.type][0]}'
+    return f"{sql} USING COMPRESSION {c.duckdb_compression}" if c.duckdb_compression else sql
 
 
 class DuckDBStore(TelemetryStore):
@@ -46,7 +51,7 @@ class DuckDBStore(TelemetryStore):
         return cur
 
     def ensure_table(self, spec: TableSpec) -> None:
-        cols = ", ".join(f'"{c.name}" {TYPES[c.type][0]}' for c in spec.columns)
+        cols = ", ".join(_column_sql(c) for c in spec.columns)
         with self._write_lock:
             self._conn.execute(f"CREATE TABLE IF NOT EXISTS {spec.name} ({cols})")
             have = {r[0] for r in self._conn.execute(
@@ -54,8 +59,7 @@ class DuckDBStore(TelemetryStore):
                 [spec.name]).fetchall()}
             for c in spec.columns:
                 if c.name not in have:  # additive schema evolution: new columns only
-                    self._conn.execute(
-                        f'ALTER TABLE {spec.name} ADD COLUMN "{c.name}" {TYPES[c.type][0]}')
+                    self._conn.execute(f"ALTER TABLE {spec.name} ADD COLUMN {_column_sql(c)}")
 
     def insert(self, spec: TableSpec, data: pa.Table) -> None:
         names = ", ".join(f'"{n}"' for n in data.column_names)

@@ -38,6 +38,11 @@ class Column:
     type: str
     #: ClickHouse compression codec, for example "Delta, ZSTD(1)"; ignored by DuckDB.
     codec: str = ""
+    #: DuckDB compression forced for this column, for example "zstd" for large JSON text:
+    #: DuckDB otherwise analyses every method for every segment it writes, which for the
+    #: events' 16 KB payloads cost a third of the insert (docs/benchmarks.md). Empty lets
+    #: DuckDB choose; ignored by ClickHouse.
+    duckdb_compression: str = ""
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
@@ -54,17 +59,20 @@ class TableSpec:
     #: Whether retention applies (a table of rollups may keep its own rules).
     retention: bool = True
     _names: frozenset[str] = field(init=False, repr=False, compare=False)
+    _arrow_schema: pa.Schema = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]
         object.__setattr__(self, "_names", frozenset(names))
+        object.__setattr__(self, "_arrow_schema", pa.schema(
+            [pa.field(c.name, TYPES[c.type][2]) for c in self.columns]))
         for required in ("project_id", self.time_column, *self.order_by):
             if required not in self._names:
                 raise ValueError(f"table {self.name} lacks column {required}")
 
     @property
     def arrow_schema(self) -> pa.Schema:
-        return pa.schema([pa.field(c.name, TYPES[c.type][2]) for c in self.columns])
+        return self._arrow_schema
 
     def has(self, name: str) -> bool:
         return name in self._names
