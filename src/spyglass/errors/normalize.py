@@ -44,6 +44,18 @@ def parse_timestamp(value: Any) -> dt.datetime | None:
     return None
 
 
+def cap_dict(node: dict[str, Any]) -> None:
+    """At most 500 entries, keys of at most 256 characters (part of :func:`trim_in_place`)."""
+    if len(node) > 500:
+        for k in list(node)[500:]:
+            del node[k]
+    # The longest key, measured in C (a generator here cost more than the rest).
+    if node and max(map(len, node)) > 256:
+        items = list(node.items())
+        node.clear()
+        node.update((k[:256], v) for k, v in items)
+
+
 def trim_in_place(root: dict[str, Any]) -> dict[str, Any]:
     """Cap strings (``MAX_STRING``), keys (256), containers (500 entries) and nesting
     (``MAX_DEPTH``, deeper containers become ``"[…]"``) so one event cannot grow without bound.
@@ -58,14 +70,7 @@ def trim_in_place(root: dict[str, Any]) -> dict[str, Any]:
     while stack:
         node, depth = pop()
         if type(node) is dict:
-            if len(node) > 500:
-                for k in list(node)[500:]:
-                    del node[k]
-            # The longest key, measured in C (a generator here cost more than the rest).
-            if node and max(map(len, node)) > 256:
-                items = list(node.items())
-                node.clear()
-                node.update((k[:256], v) for k, v in items)
+            cap_dict(node)
             values: Any = node.values()
         else:  # a list
             if len(node) > 500:

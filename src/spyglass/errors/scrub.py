@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from spyglass.errors.normalize import MAX_DEPTH, MAX_STRING
+from spyglass.errors.normalize import MAX_DEPTH, MAX_STRING, cap_dict
 
 FILTERED = "[Filtered]"
 
@@ -239,13 +239,7 @@ def _trim_and_scrub_in_place(root: dict[str, Any], rules: ScrubRules, values: bo
         node, depth = pop()
         deep = depth >= MAX_DEPTH
         if type(node) is dict:
-            if len(node) > 500:
-                for k in list(node)[500:]:
-                    del node[k]
-            if node and max(map(len, node)) > 256:
-                items = list(node.items())
-                node.clear()
-                node.update((k[:256], v) for k, v in items)
+            cap_dict(node)
             check_keys = any(map(verdict, node, unknown))
             for k, v in node.items():
                 # (The verdict first, for every key, so that it is remembered.)
