@@ -21,6 +21,7 @@ from spyglass.errors.items import ItemConfig, RuleTexts, process_items
 from spyglass.errors.models import ErrorSettings, Issue
 from spyglass.errors.offload import Task
 from spyglass.errors.worker import Worker
+from spyglass.kernel import selfmetrics
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0)
 
@@ -94,6 +95,11 @@ def test_workers_store_exactly_what_the_server_process_stores(settings, tmp_path
     settings.data_dir = tmp_path / "offloaded"
     offloaded, handled = _run(settings, 2, envelopes, tenant_maker)
     assert handled == len(envelopes) - 1  # all but the first, which warmed the caches
+    by = {where: selfmetrics.REGISTRY.get_sample_value(
+        "spyglass_ingest_processed_by_total", {"where": where}) for where in
+        ("worker", "server:config_not_cached", "server:no_workers")}
+    assert by["worker"] >= handled and by["server:config_not_cached"] >= 1
+    assert by["server:no_workers"] >= len(envelopes)  # the run without workers
     assert offloaded[0] == inline[0] and len(inline[0]) == 3
     for (row_a, data_a), (row_b, data_b) in zip(offloaded[1], inline[1], strict=True):
         assert row_a == row_b
@@ -139,6 +145,8 @@ def test_a_lost_worker_costs_no_event(settings, tenant_maker):
             assert _send(client, t.project_id, t.public_key, body).status_code == 200
         second = workers._workers[0].proc
         assert second is not None and second.pid != first.pid and second.poll() is None
+        assert selfmetrics.REGISTRY.get_sample_value(
+            "spyglass_ingest_worker_restarts_total") >= 1
         issues, events = _stored(client, t.project_id)
         assert len(events) == len(envelopes) and len(issues) == 3
 

@@ -22,6 +22,7 @@ from spyglass.errors.offload import Task, WorkerLost
 from spyglass.errors.processing import Processed
 from spyglass.errors.schema import OUTCOMES
 from spyglass.errors.service import ErrorService, Limited
+from spyglass.kernel import selfmetrics
 from spyglass.kernel.ingest.decode import BodyError, decode, read_raw
 from spyglass.kernel.ingest.routing import IngestRoute, mount_first
 from spyglass.kernel.ingest.writer import MalformedRows, Overloaded, WriteFailed, WriterStopped
@@ -123,17 +124,17 @@ async def _offloaded(request: Request, project_id: int, raw: bytes,
     service: ErrorService = request.app.state.errors
     workers = service.workers
     if workers is None:
-        return None
+        return _here("no_workers")
     cfg = service.processor.cached_config(project_id)
     if cfg is None or cfg.has_quotas:
-        return None
+        return _here("config_not_cached" if cfg is None else "quotas")
     try:
         key = public_key_of(request)
     except IngestAuthError:
-        return None  # perhaps in the envelope's dsn: let the full path look
+        return _here("key_in_envelope")  # perhaps in the envelope's dsn: the full path looks
     hit, known = request.app.state.runtime.keys.cached(key)
     if not hit:
-        return None
+        return _here("key_not_cached")
     if known != project_id:
         raise IngestAuthError(403, "this key is not an active key of this project")
     received = _now()
@@ -143,7 +144,8 @@ async def _offloaded(request: Request, project_id: int, raw: bytes,
             request.headers.get("content-encoding", ""), store,
             MAX_EVENT if store else MAX_ENVELOPE, received))
     except WorkerLost:
-        return None
+        return _here("worker_lost")
+    _BY_WORKER.inc()
     if result.status != 200 or result.items is None:
         return reply(result.status, {"detail": result.message})
     headers = result.headers or {}
@@ -154,6 +156,14 @@ async def _offloaded(request: Request, project_id: int, raw: bytes,
         processed = await run_in_threadpool(
             processor.finish, project_id, headers, result.items, received)
     return _Prepared(project_id, Envelope(headers), processed, None)
+
+
+_BY_WORKER = selfmetrics.INGEST_PROCESSED_BY.labels("worker")
+
+
+def _here(reason: str) -> None:
+    selfmetrics.INGEST_PROCESSED_BY.labels(f"server:{reason}").inc()
+    return None
 
 
 async def _endpoint(request: Request, store: bool) -> Response:

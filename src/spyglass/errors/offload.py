@@ -186,6 +186,9 @@ class IngestWorkers:
                         if w.proc is not None:
                             log.warning("ingest_worker_restarted", worker=w.index,
                                         exit_code=w.proc.poll())
+                            from spyglass.kernel import selfmetrics  # (not in workers)
+
+                            selfmetrics.INGEST_WORKER_RESTARTS.inc()
                             w.stop()
                         await w.start()
             worker = min(self._workers, key=lambda w: len(w.pending))

@@ -47,3 +47,14 @@ JOB_RUNS = Counter(
     ["job", "outcome"],
     registry=REGISTRY,
 )
+INGEST_PROCESSED_BY = Counter(
+    "spyglass_ingest_processed_by",
+    "Sentry ingest requests by where they were processed (worker, or server and why).",
+    ["where"],
+    registry=REGISTRY,
+)
+INGEST_WORKER_RESTARTS = Counter(
+    "spyglass_ingest_worker_restarts",
+    "Ingest worker processes started again after they died.",
+    registry=REGISTRY,
+)
