@@ -175,3 +175,33 @@ def test_rule_changes_reach_the_workers(settings, tenant_maker):
         send_order()  # loads the new rules in the server process
         assert send_order()["extra"]["order_ref"] == "[Filtered]"
         assert service.workers.completed == 2
+
+
+def test_a_hung_worker_is_stopped_and_its_request_refused():
+    import asyncio
+
+    from spyglass.errors.offload import IngestWorkers, WorkerTimeout
+
+    body = sdk_envelopes()[0]
+
+    def task(rules: RuleTexts | None = None) -> Task:
+        return Task(7, 1, rules or RuleTexts(), body, "", False, 1 << 20, NOW)
+
+    async def scenario() -> None:
+        pool = IngestWorkers(1, timeout=0.5)
+        try:
+            assert (await pool.run(task())).status == 200
+            hung = pool._workers[0].proc
+            os.kill(hung.pid, signal.SIGSTOP)  # as if a request made it spin
+            try:
+                await pool.run(task())
+                raise AssertionError("a hung worker answered")
+            except WorkerTimeout:
+                pass
+            assert hung.wait(5) == -signal.SIGKILL
+            assert (await pool.run(task())).status == 200  # a new worker took over
+            assert pool._workers[0].proc.pid != hung.pid
+        finally:
+            pool.stop()
+
+    asyncio.run(scenario())

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from spyglass.errors.auth import IngestAuthError, public_key_of
 from spyglass.errors.envelope import Envelope, EnvelopeError, Item, parse_envelope
-from spyglass.errors.offload import Task, WorkerLost
+from spyglass.errors.offload import Task, WorkerLost, WorkerTimeout
 from spyglass.errors.processing import Processed
 from spyglass.errors.schema import OUTCOMES
 from spyglass.errors.service import ErrorService, Limited
@@ -145,6 +145,8 @@ async def _offloaded(request: Request, project_id: int, raw: bytes,
             MAX_EVENT if store else MAX_ENVELOPE, received))
     except WorkerLost:
         return _here("worker_lost")
+    except WorkerTimeout as exc:
+        return reply(503, {"detail": str(exc)}, {"Retry-After": "60"})
     _BY_WORKER.inc()
     if result.status != 200 or result.items is None:
         return reply(result.status, {"detail": result.message})

@@ -36,6 +36,8 @@ from spyglass.errors.items import ItemsResult, RuleTexts
 log = structlog.get_logger(__name__)
 
 HEADER = struct.Struct("!I")
+#: A request a worker has not answered after this long is taken as hanging it.
+TASK_TIMEOUT_S = 30.0
 #: A task's raw body is at most Sentry's 20 MB compressed limit; replies are decoded bodies
 #: turned into rows, bounded by the 100 MB envelope limit.
 MAX_FRAME = 256 * 1024 * 1024
@@ -43,6 +45,11 @@ MAX_FRAME = 256 * 1024 * 1024
 
 class WorkerLost(Exception):
     """The worker died or was stopped before answering; process the request here instead."""
+
+
+class WorkerTimeout(Exception):
+    """The worker did not answer in time and was stopped; the request may be what hangs it,
+    so it is not processed again here (the client is told to retry later)."""
 
 
 @dataclass
@@ -80,7 +87,8 @@ class _Worker:
         self.proc: subprocess.Popen[bytes] | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.reader_task: asyncio.Task[None] | None = None
-        self.pending: dict[int, asyncio.Future[Reply]] = {}
+        #: task id → (its reply, when it was sent), in sending order (replies come in order).
+        self.pending: dict[int, tuple[asyncio.Future[Reply], float]] = {}
         #: project id → rules version this worker has.
         self.versions: dict[int, int] = {}
 
@@ -106,7 +114,7 @@ class _Worker:
                 head = await reader.readexactly(HEADER.size)
                 frame = await reader.readexactly(HEADER.unpack(head)[0])
                 task_id, reply = pickle.loads(frame)
-                future = self.pending.pop(task_id, None)
+                future, _sent = self.pending.pop(task_id, (None, 0.0))
                 if future is not None and not future.done():
                     future.set_result(reply)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
@@ -118,7 +126,7 @@ class _Worker:
 
     def _lost(self) -> None:
         pending, self.pending = self.pending, {}
-        for future in pending.values():
+        for future, _sent in pending.values():
             if not future.done():
                 future.set_exception(WorkerLost(f"ingest worker {self.index} stopped"))
         if self.writer is not None:
@@ -127,11 +135,24 @@ class _Worker:
 
     def send(self, task_id: int, task: Task) -> asyncio.Future[Reply]:
         assert self.writer is not None
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self.pending[task_id] = future
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply] = loop.create_future()
+        self.pending[task_id] = (future, loop.time())
         frame = pickle.dumps((task_id, task), protocol=pickle.HIGHEST_PROTOCOL)
         self.writer.write(HEADER.pack(len(frame)) + frame)
         return future
+
+    def overdue(self, now: float, timeout: float) -> asyncio.Future[Reply] | None:
+        """The oldest unanswered task's reply when it has waited more than ``timeout``."""
+        for future, sent in self.pending.values():
+            return future if now - sent > timeout else None
+        return None
+
+    def kill(self) -> None:
+        """Stop a hung worker at once; its other tasks fail with WorkerLost."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        self._lost()
 
     def stop(self) -> None:
         if self.reader_task is not None:
@@ -149,9 +170,11 @@ class _Worker:
 class IngestWorkers:
     """A pool of ingest worker processes, used from the server's event loop."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, timeout: float = TASK_TIMEOUT_S) -> None:
         self.count = count
+        self.timeout = timeout
         self._workers = [_Worker(i) for i in range(count)]
+        self._watchdog: asyncio.TimerHandle | None = None
         self._ids = itertools.count()
         self._lock: asyncio.Lock | None = None
         self._closed = False
@@ -178,6 +201,7 @@ class IngestWorkers:
             raise WorkerLost("ingest workers are stopped")
         if self._lock is None:
             self._lock = asyncio.Lock()
+            self._watch()
         worker = min(self._workers, key=lambda w: len(w.pending) if w.alive else 1 << 30)
         if not worker.alive:
             async with self._lock:  # (re)start dead workers once, not once per request
@@ -194,8 +218,25 @@ class IngestWorkers:
             worker = min(self._workers, key=lambda w: len(w.pending))
         return worker
 
+    def _watch(self) -> None:
+        """Every few seconds, stop a worker whose oldest task has waited past the timeout (a
+        request that hangs it must not hold up the ones queued behind it)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for worker in self._workers:
+            overdue = worker.overdue(now, self.timeout)
+            if overdue is not None:
+                log.error("ingest_worker_timeout", worker=worker.index, timeout_s=self.timeout)
+                overdue.set_exception(WorkerTimeout(
+                    f"processing took longer than {self.timeout:g} s"))
+                worker.kill()
+        if not self._closed:
+            self._watchdog = loop.call_later(min(5.0, self.timeout / 4), self._watch)
+
     def stop(self) -> None:
         self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for worker in self._workers:
             with contextlib.suppress(Exception):
                 worker.stop()
