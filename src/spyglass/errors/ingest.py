@@ -164,8 +164,8 @@ _BY_WORKER = selfmetrics.INGEST_PROCESSED_BY.labels("worker")
 
 
 def _here(reason: str) -> None:
+    """Count a request the server processes itself (``_offloaded`` then returns None)."""
     selfmetrics.INGEST_PROCESSED_BY.labels(f"server:{reason}").inc()
-    return None
 
 
 async def _endpoint(request: Request, store: bool) -> Response:
