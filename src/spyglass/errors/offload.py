@@ -8,10 +8,12 @@ socket pair and comes back as rows (:class:`spyglass.errors.items.ItemsResult`);
 answers the SDK only after those rows are committed, as before.
 
 Each worker is ``python -m spyglass.errors.worker FD``: it imports the item-processing
-modules only (no storage code, ~40 MB), reads length-prefixed pickled tasks from its socket,
+modules only (no storage code, ~30 MB), reads length-prefixed pickled tasks from its socket,
 and answers in order. A project's rules travel with the first task after they change. When a
 worker dies its requests are processed in the server process and it is started again, so no
-acknowledged event depends on a worker.
+acknowledged event depends on a worker; one that hangs is killed by a watchdog.
+
+Pickle is safe here: both ends are this program, over a socket pair nobody else holds.
 """
 
 from __future__ import annotations
