@@ -151,10 +151,11 @@ def test_forced_duckdb_compression_is_in_the_table_definition(tmp_path):
     s.close()
 
 
-def test_duckdb_memory_limit_comes_from_the_settings(settings, tmp_path):
+def test_duckdb_memory_limit_comes_from_the_settings(tmp_path):
+    from spyglass.config import Settings
     from spyglass.kernel.telemetry.duckdb import DuckDBStore
 
     limit = DuckDBStore(tmp_path / "a.duckdb", "64MB")
     assert limit._conn.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "61.0 MiB"
     limit.close()
-    assert settings.duckdb_memory_limit == "256MB"  # the default: bounded, unlike DuckDB's 80%
+    assert Settings().duckdb_memory_limit == "256MB"  # the default: bounded, unlike DuckDB's 80%
