@@ -161,16 +161,17 @@ def test_digits_of_floats_are_not_card_numbers():
     assert out["extra"] == {"elapsed": "5.278000116959447e-06", "card": f"paid with {FILTERED}."}
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(st.lists(st.sampled_from(["4111", "1111", "0", "7", " ", "-", "--", "e", "x", ".", "_",
-                                 '"', "5.27", "é", "4111111111111111", "378282246310005",
-                                 "\\n", "\\u001f"]),
+                                 '"', "5.27", "é", "ß", "٣", "€", "4111111111111111",
+                                 "378282246310005", "\\n", "\\u001f"]),
                 max_size=40).map("".join))
 def test_card_prefilter_agrees_with_the_card_pattern(text):
     from spyglass.errors.scrub import CARD, _card_digits, _may_hold_card
 
     expected = any(_card_digits(m.group()) for m in CARD.finditer(text))
-    # Exact on ASCII text without escapes; elsewhere it may only say yes more often.
+    # Never a miss; exact on ASCII text without escapes (elsewhere it may say yes more
+    # often). A non-ASCII letter before the digits once made it miss ("é4111 3782...").
     found = _may_hold_card(text.encode())
     assert found == expected or (not expected and (not text.isascii() or "\\" in text))
 

@@ -118,7 +118,6 @@ _THIRTEEN = b"0" * 13
 #: How orjson writes control characters other than backspace, form feed, newline, carriage
 #: return and tab.
 _CONTROL_ESCAPE = re.compile(rb"\\u00[0-9a-fA-F]{2}")
-_CARD_BYTES = re.compile(rb"\b(?:[0-9][ -]?){13,19}\b")
 
 
 def _values_need_scrubbing(raw: bytes) -> bool:
@@ -156,10 +155,12 @@ def _may_hold_card(raw: bytes) -> bool:
                  or (end < len(classes) and classes[end] == 97))
         if not (glued and b"-" not in classes[at:end]):
             # (A run with no separator glued to a letter, like the digits of the float repr
-            # "5.278000116959447e-06", has no word boundary for CARD to use.)
-            segment = raw[at if escaped else max(0, at - 1):end + 1]
-            for m in _CARD_BYTES.finditer(segment):
-                if _card_digits(m.group().decode()):
+            # "5.278000116959447e-06", has no word boundary for CARD to use.) CARD itself on
+            # the run as text, with up to one character on each side, so that its word
+            # boundaries are the string's (a non-ASCII letter is a word character there).
+            window = raw[at if escaped else max(0, at - 4):end + 4]
+            for m in CARD.finditer(window.decode("utf-8", "ignore")):
+                if _card_digits(m.group()):
                     return True
         at = runs.find(_THIRTEEN, end)
     return False
