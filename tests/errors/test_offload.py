@@ -7,6 +7,7 @@ import datetime as dt
 import gzip
 import os
 import signal
+import sys
 import zlib
 
 import orjson
@@ -205,3 +206,23 @@ def test_a_hung_worker_is_stopped_and_its_request_refused():
             pool.stop()
 
     asyncio.run(scenario())
+
+
+def test_workers_that_cannot_start_are_not_started_per_request(settings, tenant_maker):
+    settings.ingest_workers = 2
+    envelopes = sdk_envelopes()
+    with TestClient(create_app(settings), base_url=settings.public_url) as client:
+        t = tenant_maker(client.app.state.runtime.db, "broken")
+        workers = client.app.state.errors.workers
+        broken = workers._workers[1]
+        broken.command = [sys.executable, "-c", "raise SystemExit(3)"]
+        for body in envelopes:  # all stored: the good worker and the server take them
+            assert _send(client, t.project_id, t.public_key, body).status_code == 200
+        first = broken.proc
+        assert first is not None and first.wait(5) == 3
+        assert broken.retry_at > 0 and not broken.alive
+        for body in sdk_envelopes()[:3]:
+            assert _send(client, t.project_id, t.public_key, body).status_code == 200
+        assert broken.proc is first  # in its backoff: not started again for each request
+        _issues, events = _stored(client, t.project_id)
+        assert len(events) == len(envelopes) + 3

@@ -40,6 +40,10 @@ log = structlog.get_logger(__name__)
 HEADER = struct.Struct("!I")
 #: A request a worker has not answered after this long is taken as hanging it.
 TASK_TIMEOUT_S = 30.0
+#: A worker that dies this soon after starting, before answering anything, is started again
+#: only after the backoff (it cannot start: a broken installation, not a bad request).
+CRASH_WINDOW_S = 5.0
+CRASH_BACKOFF_S = 30.0
 #: A task's raw body is at most Sentry's 20 MB compressed limit; replies are decoded bodies
 #: turned into rows, bounded by the 100 MB envelope limit.
 MAX_FRAME = 256 * 1024 * 1024
@@ -93,6 +97,13 @@ class _Worker:
         self.pending: dict[int, tuple[asyncio.Future[Reply], float]] = {}
         #: project id → rules version this worker has.
         self.versions: dict[int, int] = {}
+        #: The event loop's clock when it was last started; not before this, start it again.
+        self.started_at = 0.0
+        self.retry_at = 0.0
+        #: Replies since it was last started.
+        self.answered = 0
+        #: The command line, without the socket's descriptor (tests replace it).
+        self.command = [sys.executable, "-m", "spyglass.errors.worker"]
 
     @property
     def alive(self) -> bool:
@@ -102,10 +113,12 @@ class _Worker:
         parent, child = socket.socketpair()
         try:
             self.proc = subprocess.Popen(  # noqa: ASYNC220 -- a fork+exec, once per worker
-                [sys.executable, "-m", "spyglass.errors.worker", str(child.fileno())],
+                [*self.command, str(child.fileno())],
                 pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
         finally:
             child.close()
+        self.started_at = asyncio.get_running_loop().time()
+        self.answered = 0
         reader, self.writer = await asyncio.open_connection(sock=parent, limit=MAX_FRAME)
         self.versions = {}
         self.reader_task = asyncio.get_running_loop().create_task(self._read(reader))
@@ -116,6 +129,7 @@ class _Worker:
                 head = await reader.readexactly(HEADER.size)
                 frame = await reader.readexactly(HEADER.unpack(head)[0])
                 task_id, reply = pickle.loads(frame)
+                self.answered += 1
                 future, _sent = self.pending.pop(task_id, (None, 0.0))
                 if future is not None and not future.done():
                     future.set_result(reply)
@@ -204,21 +218,36 @@ class IngestWorkers:
         if self._lock is None:
             self._lock = asyncio.Lock()
             self._watch()
-        worker = min(self._workers, key=lambda w: len(w.pending) if w.alive else 1 << 30)
-        if not worker.alive:
-            async with self._lock:  # (re)start dead workers once, not once per request
-                for w in self._workers:
-                    if not w.alive and not self._closed:
-                        if w.proc is not None:
-                            log.warning("ingest_worker_restarted", worker=w.index,
-                                        exit_code=w.proc.poll())
-                            from spyglass.kernel import selfmetrics  # (not in workers)
+        now = asyncio.get_running_loop().time()
+        if any(not w.alive and now >= w.retry_at for w in self._workers):
+            await self._revive(now)
+        alive = [w for w in self._workers if w.alive]
+        if not alive:
+            raise WorkerLost("no ingest worker is running")
+        return min(alive, key=lambda w: len(w.pending))
 
-                            selfmetrics.INGEST_WORKER_RESTARTS.inc()
-                            w.stop()
-                        await w.start()
-            worker = min(self._workers, key=lambda w: len(w.pending))
-        return worker
+    async def _revive(self, now: float) -> None:
+        """Start the workers that are not running (the first time, or after they died),
+        except one that died within CRASH_WINDOW_S of starting without answering: it waits
+        CRASH_BACKOFF_S, so a worker that cannot start does not cost a process per request."""
+        assert self._lock is not None
+        async with self._lock:  # (re)start dead workers once, not once per request
+            for w in self._workers:
+                if w.alive or self._closed or now < w.retry_at:
+                    continue
+                if w.proc is not None:
+                    exit_code = w.proc.poll()
+                    w.stop()
+                    if w.answered == 0 and now - w.started_at < CRASH_WINDOW_S:
+                        w.retry_at = now + CRASH_BACKOFF_S
+                        log.error("ingest_worker_crashed_at_start", worker=w.index,
+                                  exit_code=exit_code, retry_in_s=CRASH_BACKOFF_S)
+                        continue
+                    log.warning("ingest_worker_restarted", worker=w.index, exit_code=exit_code)
+                    from spyglass.kernel import selfmetrics  # (not in workers)
+
+                    selfmetrics.INGEST_WORKER_RESTARTS.inc()
+                await w.start()
 
     def _watch(self) -> None:
         """Every few seconds, stop a worker whose oldest task has waited past the timeout (a
