@@ -11,11 +11,11 @@ import sys
 import zlib
 
 import orjson
+import sentry_sdk
 from fastapi.testclient import TestClient
 from sdk_capture import sdk
 from sqlalchemy import select
 
-import sentry_sdk
 from spyglass.app import create_app
 from spyglass.errors.envelope import parse_envelope
 from spyglass.errors.items import ItemConfig, RuleTexts, process_items
