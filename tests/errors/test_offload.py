@@ -14,7 +14,6 @@ from contextlib import contextmanager
 
 import orjson
 import sentry_sdk
-from conftest import make_tenant
 from fastapi.testclient import TestClient
 from sdk_capture import sdk
 from sqlalchemy import select
@@ -79,15 +78,15 @@ def _stored(client: TestClient, project_id: int) -> tuple[list, list]:
 
 
 @contextmanager
-def _serving(settings, workers: int, tenant: str):  # type: ignore[no-untyped-def]
+def _serving(settings, tenant_maker, workers: int, tenant: str):  # type: ignore[no-untyped-def]
     """An in-process server with ``workers`` ingest workers, and a tenant on it."""
     settings.ingest_workers = workers
     with TestClient(create_app(settings), base_url=settings.public_url) as client:
-        yield client, make_tenant(client.app.state.runtime.db, tenant)
+        yield client, tenant_maker(client.app.state.runtime.db, tenant)
 
 
-def _run(settings, workers: int, envelopes: list[bytes]):  # type: ignore[no-untyped-def]
-    with _serving(settings, workers, f"w{workers}") as (client, t):
+def _run(settings, tenant_maker, workers: int, envelopes: list[bytes]):  # type: ignore[no-untyped-def]
+    with _serving(settings, tenant_maker, workers, f"w{workers}") as (client, t):
         # The first request loads the project's rules and key into the server's caches;
         # every later one is eligible for a worker.
         for body in envelopes:
@@ -98,12 +97,12 @@ def _run(settings, workers: int, envelopes: list[bytes]):  # type: ignore[no-unt
         return _stored(client, t.project_id), handled
 
 
-def test_workers_store_exactly_what_the_server_process_stores(settings, tmp_path):
+def test_workers_store_exactly_what_the_server_process_stores(settings, tmp_path, tenant_maker):
     envelopes = sdk_envelopes()
     settings.data_dir = tmp_path / "inline"
-    inline, _ = _run(settings, 0, envelopes)
+    inline, _ = _run(settings, tenant_maker, 0, envelopes)
     settings.data_dir = tmp_path / "offloaded"
-    offloaded, handled = _run(settings, 2, envelopes)
+    offloaded, handled = _run(settings, tenant_maker, 2, envelopes)
     assert handled == len(envelopes) - 1  # all but the first, which warmed the caches
     by = {where: selfmetrics.REGISTRY.get_sample_value(
         "spyglass_ingest_processed_by_total", {"where": where}) for where in
@@ -139,9 +138,9 @@ def test_worker_answers_bad_bodies_like_the_server():
     assert [e.row for e in reply.items.events] == [e.row for e in expected.events]
 
 
-def test_a_lost_worker_costs_no_event(settings):
+def test_a_lost_worker_costs_no_event(settings, tenant_maker):
     envelopes = sdk_envelopes()
-    with _serving(settings, 1, "lost") as (client, t):
+    with _serving(settings, tenant_maker, 1, "lost") as (client, t):
         workers = client.app.state.errors.workers
         for body in envelopes[:2]:
             assert _send(client, t.project_id, t.public_key, body).status_code == 200
@@ -159,8 +158,8 @@ def test_a_lost_worker_costs_no_event(settings):
         assert len(events) == len(envelopes) and len(issues) == 3
 
 
-def test_rule_changes_reach_the_workers(settings):
-    with _serving(settings, 1, "rules") as (client, t):
+def test_rule_changes_reach_the_workers(settings, tenant_maker):
+    with _serving(settings, tenant_maker, 1, "rules") as (client, t):
         service = client.app.state.errors
 
         def send_order() -> dict:
@@ -213,9 +212,9 @@ def test_a_hung_worker_is_stopped_and_its_request_refused():
     asyncio.run(scenario())
 
 
-def test_workers_that_cannot_start_are_not_started_per_request(settings):
+def test_workers_that_cannot_start_are_not_started_per_request(settings, tenant_maker):
     envelopes = sdk_envelopes()
-    with _serving(settings, 2, "broken") as (client, t):
+    with _serving(settings, tenant_maker, 2, "broken") as (client, t):
         workers = client.app.state.errors.workers
         broken = workers._workers[1]
         broken.command = [sys.executable, "-c", "raise SystemExit(3)"]
