@@ -303,6 +303,6 @@ def test_error_settings_validate_rules_and_save(client, site):
     assert perf["apdex_threshold_ms"] == 120
     assert f'href="{base}/settings/errors"' in client.get(f"{base}/settings").text
     cfg = client.app.state.errors.processor.config(site.project_id)
-    assert cfg.rate_limit_per_minute == 600 and len(cfg.grouping.fingerprint_rules) == 1
+    assert cfg.rate_limit_per_minute == 600 and len(cfg.items.grouping.fingerprint_rules) == 1
     page = client.get(r.headers["location"]).text
     assert "Error settings saved." in page and "stack.module:vendor.* -app" in page

@@ -90,8 +90,8 @@ class PreparedEvent:
         return orjson.loads(self.seed_json)
 
     def data(self, issue_id: int) -> bytes:
-        return b'{"issue_id":%d,' % issue_id + self.body[1:] if len(self.body) > 2 else (
-            b'{"issue_id":%d}' % issue_id)
+        # (``body`` is never empty: a normalized event has its id, level, timestamp ...)
+        return b'{"issue_id":%d,' % issue_id + self.body[1:]
 
 
 @dataclass

@@ -27,9 +27,9 @@ from spyglass import __version__
 from spyglass.errors import queries
 from spyglass.errors import search as searching
 from spyglass.errors.grouping import GroupingConfig, RuleSyntaxError
+from spyglass.errors.items import derived_tags
 from spyglass.errors.models import ErrorSettings, Issue, IssueStatus
-from spyglass.errors.processing import derived_tags
-from spyglass.errors.state import Change, StateError, change_status, merge, unmerge
+from spyglass.errors.state import Change, StateError, change_status
 from spyglass.kernel.auth import accounts
 from spyglass.kernel.auth.deps import Caller, db_session, page_caller
 from spyglass.kernel.auth.deps import project_by_slug as _project
@@ -557,9 +557,7 @@ async def issues_bulk(
             {"p": project.id})}
         # Like Sentry: the issue with the most events absorbs the others.
         target = max(issues, key=lambda i: (counts.get(i.id, 0), -i.id))
-        merge(db, store, target, [i for i in issues if i.id != target.id])
-        db.commit()
-        service.processor.resolver.forget(project.id)
+        service.merge(db, target, [i for i in issues if i.id != target.id])
         return _redirect(_with_params(back, done="merged",
                                       into=queries.format_short_id(project.slug, target.short_id)))
     if action not in ACTIONS:
@@ -702,9 +700,7 @@ def issue_merge(
     into = queries.issue_by_short_id(db, project.id, other)
     if into is None or into.id == issue.id or into.merged_into_id is not None:
         raise HTTPException(404, "no such issue to merge")
-    merge(db, _store(request), issue, [into])
-    db.commit()
-    request.app.state.errors.processor.resolver.forget(project.id)
+    request.app.state.errors.merge(db, issue, [into])
     sid = queries.format_short_id(project.slug, issue.short_id)
     return _redirect(f"{_base(org, project)}/issues/{sid}/merged?done=merged")
 
@@ -724,12 +720,10 @@ def issue_unmerge(
     sid = queries.format_short_id(project.slug, issue.short_id)
     url = f"{_base(org, project)}/issues/{sid}/merged"
     try:
-        new = unmerge(db, _store(request), issue, hash)
+        new = request.app.state.errors.unmerge(db, issue, hash)
     except StateError:
         db.rollback()
         return _redirect(f"{url}?error=only-hash")
-    db.commit()
-    request.app.state.errors.processor.resolver.forget(project.id)
     return _redirect(f"{url}?done=unmerged&into={queries.format_short_id(project.slug, new.short_id)}")
 
 

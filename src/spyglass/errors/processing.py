@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spyglass.errors.envelope import Envelope, Item
-from spyglass.errors.grouping import GroupingConfig
 from spyglass.errors.issues import IssueResolver
 from spyglass.errors.items import (
     ItemConfig,
@@ -29,25 +28,19 @@ from spyglass.errors.items import (
     PreparedEvent,
     RuleTexts,
     category,
-    derived_tags,
     metric_kind,
     outcome,
     prepare_event,
     process_items,
-    user_key,
 )
 from spyglass.errors.models import ErrorSettings
 from spyglass.errors.schema import ATTACHMENTS, EVENTS, FEEDBACK, OUTCOMES, SESSIONS, TRANSACTIONS
-from spyglass.errors.scrub import ScrubRules
 from spyglass.kernel import selfmetrics
 from spyglass.kernel.blobs import BlobStore
 from spyglass.kernel.jobs.retention import blob_day_prefix, register_blob_kind
 from spyglass.kernel.meta.db import Database
 from spyglass.kernel.telemetry import TableSpec
 from spyglass.otel.schema import LOGS, SPANS
-
-__all__ = ["EventProcessor", "ItemError", "Processed", "ProjectConfig", "derived_tags",
-           "user_key"]
 
 MAX_ATTACHMENT = 100 * 1024 * 1024
 ATTACHMENT_BLOBS = "attachments"
@@ -69,14 +62,6 @@ class ProjectConfig:
     spike_protection: bool = False
     #: Changes whenever the configuration is rebuilt (ingest workers cache by it).
     version: int = 0
-
-    @property
-    def scrub(self) -> ScrubRules:
-        return self.items.scrub
-
-    @property
-    def grouping(self) -> GroupingConfig:
-        return self.items.grouping
 
     @property
     def has_quotas(self) -> bool:

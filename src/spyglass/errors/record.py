@@ -21,7 +21,8 @@ import itertools
 import re
 from typing import Any, TypedDict
 
-from spyglass.errors.processing import EventProcessor, ItemError, Processed
+from spyglass.errors.items import ItemError
+from spyglass.errors.processing import EventProcessor, Processed
 
 #: Tags taken from a span's or log record's attributes, at most.
 MAX_TAGS = 40

@@ -6,11 +6,14 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from spyglass.errors.envelope import Envelope
+from spyglass.errors.models import Issue
 from spyglass.errors.offload import IngestWorkers, auto_count
 from spyglass.errors.processing import EventProcessor
 from spyglass.errors.quotas import Quotas, rate_limits_header
-from spyglass.errors.state import detect_regressions
+from spyglass.errors.state import detect_regressions, merge, unmerge
 from spyglass.kernel.runtime import Runtime
 
 ISSUE_STATE_INTERVAL_S = 5
@@ -50,6 +53,21 @@ class ErrorService:
         if self.workers is not None:
             runtime.add_service(lambda: self.workers, lambda workers: workers.stop())
         runtime.jobs.add("issue-states", ISSUE_STATE_INTERVAL_S, self.update_issue_states)
+
+    def merge(self, db: Session, target: Issue, others: list[Issue]) -> None:
+        """Merge ``others`` into ``target`` and commit; this process then forgets what it
+        cached of the project's hash → issue decisions, which the merge changed."""
+        merge(db, self.runtime.store, target, others)
+        db.commit()
+        self.processor.resolver.forget(target.project_id)
+
+    def unmerge(self, db: Session, issue: Issue, hash_: str) -> Issue:
+        """Split ``hash_`` out of ``issue`` into a new issue and commit (and forget, as
+        :meth:`merge`); raises ``StateError`` with nothing changed when it cannot."""
+        new = unmerge(db, self.runtime.store, issue, hash_)
+        db.commit()
+        self.processor.resolver.forget(issue.project_id)
+        return new
 
     def update_issue_states(self) -> list[int]:
         """Reopen regressed issues and expire ignores (a periodic job on the leader)."""
