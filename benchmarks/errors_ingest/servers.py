@@ -1,8 +1,9 @@
 """The two servers under test, each started as subprocesses on a fresh data directory.
 
-Spyglass: ``spyglass serve`` (one uvicorn process, SQLite + DuckDB). Its reply to an ingest
-request comes after the event is normalized, grouped, assigned to an issue and committed, so
-an acknowledged event is processed; the harness checks the stored counts after the run.
+Spyglass: ``spyglass serve`` (the server process and its ingest workers, SQLite + DuckDB;
+CPU and memory are summed over all of them). Its reply to an ingest request comes after the
+event is normalized, grouped, assigned to an issue and committed, so an acknowledged event is
+processed; the harness checks the stored counts after the run.
 
 Bugsink: its documented single-server setup (``bugsink-create-conf --template=singleserver``,
 ``bugsink-manage migrate`` for both databases, gunicorn serving ``bugsink.wsgi`` with
