@@ -60,8 +60,10 @@ def serve(sock: socket.socket) -> None:
         if not data:
             return
         buf += data
-        out = []
-        # Everything that has arrived, answered with one send.
+        # Each reply goes out as soon as it is ready: replies held back until every task that
+        # arrived with it was done made the first ones wait for the last (requests arrive in
+        # bursts, released together by the writer's group commit), which cost a tenth of the
+        # throughput in the ingest benchmark for one send per reply.
         while len(buf) >= HEADER.size:
             (size,) = HEADER.unpack_from(buf)
             if size > MAX_FRAME:
@@ -75,9 +77,7 @@ def serve(sock: socket.socket) -> None:
             except Exception as exc:  # noqa: BLE001 -- a bug must not take the worker down
                 reply = Reply(500, f"ingest worker failed: {exc!r}"[:300])
             frame = pickle.dumps((task_id, reply), protocol=pickle.HIGHEST_PROTOCOL)
-            out.append(HEADER.pack(len(frame)) + frame)
-        if out:
-            sock.sendall(b"".join(out))
+            sock.sendall(HEADER.pack(len(frame)) + frame)
 
 
 def main() -> None:
