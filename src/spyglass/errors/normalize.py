@@ -14,6 +14,7 @@ from typing import Any
 from spyglass.errors.useragent import contexts_from_user_agent, user_agent_of
 
 MAX_STRING = 8192
+MAX_KEY = 256
 MAX_FRAMES = 250
 MAX_BREADCRUMBS = 100
 MAX_EXCEPTIONS = 25
@@ -50,10 +51,10 @@ def cap_dict(node: dict[str, Any]) -> None:
         for k in list(node)[500:]:
             del node[k]
     # The longest key, measured in C (a generator here cost more than the rest).
-    if node and max(map(len, node)) > 256:
+    if node and max(map(len, node)) > MAX_KEY:
         items = list(node.items())
         node.clear()
-        node.update((k[:256], v) for k, v in items)
+        node.update((k[:MAX_KEY], v) for k, v in items)
 
 
 def trim_in_place(root: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from spyglass.errors.normalize import MAX_DEPTH, MAX_STRING, cap_dict
+from spyglass.errors.normalize import MAX_DEPTH, MAX_KEY, MAX_STRING, cap_dict
 
 FILTERED = "[Filtered]"
 
@@ -79,7 +79,9 @@ class ScrubRules:
             k = key.lower()
             verdict = k not in self.safe and k not in STRUCTURAL and any(
                 s in k for s in self.sensitive)
-            if len(self._verdicts) < 10_000:
+            # (Only keys that trimming keeps whole: a dict whose keys all have a verdict
+            # needs no key cut, see _trim_and_scrub_in_place.)
+            if len(self._verdicts) < 10_000 and len(key) <= MAX_KEY:
                 self._verdicts[key] = verdict
         return verdict
 
@@ -132,17 +134,49 @@ def _values_need_scrubbing(raw: bytes) -> bool:
     return _may_hold_card(raw)
 
 
+#: Coarser classes for a first look: digits and both separators "0", anything else ".".
+#: Every run CARD could match lies inside a run of 13 or more "0"s here; a string of spaces
+#: or dashes makes a run too, so each run found is then checked by :func:`_run_holds_card`.
+_COARSE = bytes(48 if 48 <= i <= 57 or i in (32, 45) else 46 for i in range(256))
+
+
 def _may_hold_card(raw: bytes) -> bool:
     r"""Whether CARD finds a Luhn-valid number in ``raw``, looking only at digit runs.
 
     Regexes over the whole text cost ~8 ns a character here; ``bytes.translate`` and
-    ``find`` well under one. In the class string, a single separator between two digits
-    becomes a digit, so every CARD candidate is a run of at least 13 "0"s, found by ``find``.
-    JSON escapes are minded: in ``\n4111...`` the "n" stands for a newline, so the digits
-    are not glued to a letter; a ``\u00XX`` escape's hex digits are not digits of the text.
+    ``find`` well under one. The coarse classes find the few stretches of digits and
+    separators long enough to matter in one pass over the event; each is then looked at
+    closely with its neighbours (:func:`_run_holds_card`).
     """
     if b"\\u00" in raw:
         raw = _CONTROL_ESCAPE.sub(b"\\\\u....", raw)
+    coarse = raw.translate(_COARSE)
+    at = coarse.find(_THIRTEEN)
+    while at >= 0:
+        end = coarse.find(b".", at + 13)
+        if end < 0:
+            end = len(coarse)
+        separators = raw.count(b" ", at, end) + raw.count(b"-", at, end)
+        if end - at - separators < 13:
+            pass  # fewer than 13 digits: indentation, a rule of dashes ...
+        elif not separators and end < len(raw) and _CLASSES[raw[end]] == 97:
+            pass  # digits glued to a letter, like the float repr "5.278000116959447e-06"
+        # (Eight bytes each side hold every neighbour the close look reads.)
+        elif _run_holds_card(raw[max(0, at - 8):end + 8]):
+            return True
+        at = coarse.find(_THIRTEEN, end)
+    return False
+
+
+def _run_holds_card(raw: bytes) -> bool:
+    r"""The close look of :func:`_may_hold_card`, at a few bytes of the event (its control
+    escapes already masked).
+
+    In the class string, a single separator between two digits becomes a digit, so every
+    CARD candidate is a run of at least 13 "0"s, found by ``find``. JSON escapes are minded:
+    in ``\n4111...`` the "n" stands for a newline, so the digits are not glued to a letter; a
+    ``\u00XX`` escape's hex digits are not digits of the text.
+    """
     classes = raw.translate(_CLASSES)
     runs = classes.replace(b"0-0", b"000").replace(b"0-0", b"000")
     at = runs.find(_THIRTEEN)
@@ -228,37 +262,58 @@ def _scrub_in_place(root: Any, rules: ScrubRules, values: bool) -> None:
 
 def _trim_and_scrub_in_place(root: dict[str, Any], rules: ScrubRules, values: bool) -> None:
     """:func:`spyglass.errors.normalize.trim_in_place`, then :func:`_scrub_in_place`, in one
-    walk: the same result for half the cost of two walks over a large event."""
+    walk: the same result for half the cost of two walks over a large event.
+
+    Level by level (the depth is the level's, not carried with each container). Most
+    containers only need their values looked at: keys known safe, no strings to scrub, not
+    at the depth limit; they take a loop without keys, and a string too long sends the
+    container through a second one that cuts it."""
     sensitive = rules.key_is_sensitive
     verdict = rules._verdicts.get  # see _scrub_in_place
     unknown = repeat(True)
     ellipsis = MAX_STRING - 1
-    # (container, the depth of its children): containers at MAX_DEPTH become "[…]".
-    stack: list[tuple[Any, int]] = [(root, 1)]
-    pop, push = stack.pop, stack.append
-    while stack:
-        node, depth = pop()
+    level: list[Any] = [root]
+    depth = 1
+    while level:
         deep = depth >= MAX_DEPTH
-        if type(node) is dict:
-            cap_dict(node)
-            check_keys = any(map(verdict, node, unknown))
-            for k, v in node.items():
-                # (The verdict first, for every key, so that it is remembered.)
-                if check_keys and sensitive(k) and v is not None and v != "":
-                    node[k] = FILTERED
+        below: list[Any] = []
+        push = below.append
+        for node in level:
+            if type(node) is dict:
+                check_keys = any(map(verdict, node, unknown))
+                if check_keys or len(node) > 500:  # (known keys are short enough)
+                    cap_dict(node)
+                if not (check_keys or values or deep):
+                    long = False
+                    for v in node.values():
+                        tv = type(v)
+                        if tv is str:
+                            if len(v) > MAX_STRING:
+                                long = True
+                        elif tv is dict or tv is list:
+                            push(v)
+                    if long:
+                        for k, v in node.items():
+                            if type(v) is str and len(v) > MAX_STRING:
+                                node[k] = v[:ellipsis] + "…"
                     continue
-                tv = type(v)
-                if tv is str:
-                    if len(v) > MAX_STRING:
-                        v = node[k] = v[:ellipsis] + "…"
-                    if values and len(v) >= 8:
-                        node[k] = scrub_string(v)
-                elif tv is dict or tv is list:
-                    if deep:
-                        node[k] = "[…]"
-                    else:
-                        push((v, depth + 1))
-        else:
+                for k, v in node.items():
+                    # (The verdict first, for every key, so that it is remembered.)
+                    if check_keys and sensitive(k) and v is not None and v != "":
+                        node[k] = FILTERED
+                        continue
+                    tv = type(v)
+                    if tv is str:
+                        if len(v) > MAX_STRING:
+                            v = node[k] = v[:ellipsis] + "…"
+                        if values and len(v) >= 8:
+                            node[k] = scrub_string(v)
+                    elif tv is dict or tv is list:
+                        if deep:
+                            node[k] = "[…]"
+                        else:
+                            push(v)
+                continue
             if len(node) > 500:
                 del node[500:]
             if len(node) == 2 and type(node[0]) is str:
@@ -268,6 +323,20 @@ def _trim_and_scrub_in_place(root: dict[str, Any], rules: ScrubRules, values: bo
                 if sensitive(node[0]):
                     node[1] = FILTERED
                     continue
+            if not (values or deep):
+                long = False
+                for v in node:
+                    tv = type(v)
+                    if tv is str:
+                        if len(v) > MAX_STRING:
+                            long = True
+                    elif tv is dict or tv is list:
+                        push(v)
+                if long:
+                    for i, v in enumerate(node):
+                        if type(v) is str and len(v) > MAX_STRING:
+                            node[i] = v[:ellipsis] + "…"
+                continue
             for i, v in enumerate(node):
                 tv = type(v)
                 if tv is str:
@@ -279,7 +348,9 @@ def _trim_and_scrub_in_place(root: dict[str, Any], rules: ScrubRules, values: bo
                     if deep:
                         node[i] = "[…]"
                     else:
-                        push((v, depth + 1))
+                        push(v)
+        level = below
+        depth += 1
 
 
 def scrub_event(event: dict[str, Any], rules: ScrubRules, trim: bool = False) -> dict[str, Any]:
