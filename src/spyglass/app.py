@@ -42,6 +42,10 @@ QUIET_ROUTES = {"/metrics", "/healthz", "/readyz", "/api/{project_id}/envelope/"
                 "/api/{project_id}/store/", "/v1/traces", "/v1/metrics", "/v1/logs"}
 
 
+#: HTTP methods with their own metric label (any other is "other": clients choose methods).
+METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
 class RequestLog:
     """One latency observation per request, and a structured log line for the interesting ones.
 
@@ -72,7 +76,9 @@ class RequestLog:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
             method = scope["method"]
-            selfmetrics.REQUEST_SECONDS.labels(method, path, f"{status // 100}xx").observe(elapsed)
+            selfmetrics.child(selfmetrics.REQUEST_SECONDS,
+                              method if method in METHODS else "other", path,
+                              f"{status // 100}xx").observe(elapsed)
             if path not in QUIET_ROUTES or status >= 400:
                 log.info("request", method=method, route=path, status=status,
                          ms=round(elapsed * 1000, 2))

@@ -156,9 +156,9 @@ class EventProcessor:
         header_id = headers.get("event_id")
         context = {"event_id": header_id if isinstance(header_id, str) else None}
         for kind in items.accepted:
-            selfmetrics.INGEST_ITEMS.labels("envelope", kind).inc()
+            selfmetrics.child(selfmetrics.INGEST_ITEMS, "envelope", kind).inc()
         for kind in items.skipped:
-            selfmetrics.INGEST_ITEMS.labels("envelope", kind).inc()
+            selfmetrics.child(selfmetrics.INGEST_ITEMS, "envelope", kind).inc()
         for name, rows in items.rows.items():
             spec = SPECS[name]
             for row in rows:
@@ -172,12 +172,13 @@ class EventProcessor:
         for item in items.deferred:
             try:
                 _attachment(self, project_id, item, context, received, out)
-                selfmetrics.INGEST_ITEMS.labels("envelope", item.type).inc()
+                selfmetrics.child(selfmetrics.INGEST_ITEMS, "envelope", "attachment").inc()
             except ItemError as exc:
                 invalid.append((item.type, str(exc)[:300]))
         for kind, message in invalid:
             out.invalid.append(f"{kind}: {message}"[:300])
-            selfmetrics.INGEST_REJECTED.labels("envelope", f"invalid_{metric_kind(kind)}").inc()
+            selfmetrics.child(selfmetrics.INGEST_REJECTED, "envelope",
+                              f"invalid_{metric_kind(kind)}").inc()
             out.add(OUTCOMES, outcome(project_id, received, "invalid", message[:64],
                                       category(kind), 1))
         return out

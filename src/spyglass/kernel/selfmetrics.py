@@ -1,5 +1,7 @@
 """Spyglass's own Prometheus metrics, served at ``/metrics``."""
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -58,3 +60,21 @@ INGEST_WORKER_RESTARTS = Counter(
     "Ingest worker processes started again after they died.",
     registry=REGISTRY,
 )
+
+#: (metric, label values) → the labelled child; see :func:`child`.
+_CHILDREN: dict[tuple[Any, tuple[str, ...]], Any] = {}
+_MAX_CHILDREN = 10_000
+
+
+def child(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, remembered: prometheus_client validates the values and
+    takes a lock on every ``labels`` call, which was a tenth of the server's request handling
+    on the ingest path. Label values must come from small sets (the callers' job: a client
+    must never be able to add label values at will)."""
+    key = (metric, values)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = metric.labels(*values)
+        if len(_CHILDREN) < _MAX_CHILDREN:
+            _CHILDREN[key] = found
+    return found

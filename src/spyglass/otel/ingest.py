@@ -112,9 +112,9 @@ def _record_exceptions(errors: Any, writer: BatchingWriter, project_id: int,
 
 def count(signal: Signal, transport: str, converted: Converted) -> None:
     item = TABLES[signal.name][2]
-    selfmetrics.INGEST_ITEMS.labels(f"otlp_{transport}", item).inc(converted.accepted)
+    selfmetrics.child(selfmetrics.INGEST_ITEMS, f"otlp_{transport}", item).inc(converted.accepted)
     for reason, n in converted.reasons.items():
-        selfmetrics.INGEST_REJECTED.labels(f"otlp_{item}", reason).inc(n)
+        selfmetrics.child(selfmetrics.INGEST_REJECTED, f"otlp_{item}", reason).inc(n)
 
 
 def reply(signal: Signal, converted: Converted) -> Message:

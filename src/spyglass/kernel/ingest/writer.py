@@ -236,8 +236,9 @@ class BatchingWriter:
                         [t for _p, t in good], promote_options="none").combine_chunks()
                     t0 = time.perf_counter()
                     self.store.insert(spec, combined)
-                    selfmetrics.FLUSH_SECONDS.labels(table).observe(time.perf_counter() - t0)
-                    selfmetrics.ROWS_WRITTEN.labels(table).inc(combined.num_rows)
+                    selfmetrics.child(selfmetrics.FLUSH_SECONDS, table).observe(
+                        time.perf_counter() - t0)
+                    selfmetrics.child(selfmetrics.ROWS_WRITTEN, table).inc(combined.num_rows)
             except BaseException as exc:  # noqa: BLE001 -- every waiter must hear of it
                 error = exc
                 log.error("flush_failed", table=table, rows=rows, error=repr(exc))
