@@ -33,6 +33,11 @@ class Settings:
     #: Embedded DuckDB's buffer pool limit ("512MB", "2GB" ...; empty: DuckDB's default of
     #: 80% of the machine's memory). Pages beyond it are evicted or spilled to disk.
     duckdb_memory_limit: str = "256MB"
+    #: Embedded DuckDB: ingest appends to a journal (fsync'd, then acknowledged) that is
+    #: loaded into DuckDB in bulk every ``journal_load_ms`` (reads load it first, so they see
+    #: every acknowledged row). Off: each batch is inserted into DuckDB before the reply.
+    ingest_journal: bool = True
+    journal_load_ms: int = 200
     #: Blob store. Empty means a directory in the data directory; ``s3://bucket/prefix`` for S3.
     blob_url: str = ""
     s3_endpoint_url: str = ""

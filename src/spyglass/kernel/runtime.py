@@ -29,7 +29,8 @@ class Runtime:
         self.db = Database(settings.metadata_url)
         self.keys = KeyCache(self.db)
         self.store: TelemetryStore = open_telemetry_store(
-            settings.clickhouse_url, settings.data_dir, settings.duckdb_memory_limit)
+            settings.clickhouse_url, settings.data_dir, settings.duckdb_memory_limit,
+            settings.ingest_journal, settings.journal_load_ms)
         self.blobs: BlobStore = open_blob_store(
             settings.blob_url, settings.data_dir, settings.s3_endpoint_url
         )
@@ -67,6 +68,7 @@ class Runtime:
         self.db.migrate()
         for spec in registered_tables().values():
             self.store.ensure_table(spec)
+        self.store.recover()
 
     def start(self) -> None:
         self.prepare_storage()

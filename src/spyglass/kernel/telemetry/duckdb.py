@@ -13,6 +13,8 @@ import pyarrow as pa
 from spyglass.kernel.telemetry.schema import TYPES, Column, TableSpec
 from spyglass.kernel.telemetry.store import TelemetryStore, utc_naive
 
+#: The ingest journal's bookkeeping: the last record loaded into the tables.
+JOURNAL_TABLE = "spyglass_journal"
 _PLACEHOLDER = re.compile(r"\{(\w+):[^{}]+\}")
 
 
@@ -69,6 +71,38 @@ class DuckDBStore(TelemetryStore):
         with self._write_lock:
             self._cursor().execute(
                 f"INSERT INTO {spec.name} ({names}) SELECT {names} FROM spyglass_batch")
+
+    def insert_all(self, batches: list[tuple[TableSpec, pa.Table]], journal_seq: int) -> None:
+        """Insert several tables' rows and record ``journal_seq`` as the last journal record
+        loaded, in one transaction (see :mod:`spyglass.kernel.telemetry.journal`)."""
+        with self._write_lock:
+            cur = self._cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                for spec, data in batches:
+                    names = ", ".join(f'"{n}"' for n in data.column_names)
+                    spyglass_batch = data  # noqa: F841 -- read by DuckDB from this frame
+                    cur.execute(f"INSERT INTO {spec.name} ({names}) "
+                                f"SELECT {names} FROM spyglass_batch")
+                cur.execute(f"CREATE TABLE IF NOT EXISTS {JOURNAL_TABLE} "
+                            "(id INTEGER PRIMARY KEY, loaded UBIGINT)")
+                cur.execute(f"INSERT OR REPLACE INTO {JOURNAL_TABLE} VALUES (1, ?)",
+                            [journal_seq])
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
+    def journal_loaded(self) -> int:
+        """The sequence number of the last journal record loaded (0: none)."""
+        [(found,)] = self._cursor().execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+            [JOURNAL_TABLE]).fetchall()
+        if not found:
+            return 0
+        [(loaded,)] = self._cursor().execute(
+            f"SELECT max(loaded) FROM {JOURNAL_TABLE}").fetchall()
+        return int(loaded or 0)
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
         relation = self._cursor().sql(to_duckdb_sql(sql), params=_params(params))

@@ -39,6 +39,10 @@ class TelemetryStore(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def recover(self) -> None:
+        """After every table is ensured: bring in what a crash left between an ingest
+        journal and the tables (a store without a journal has nothing to do)."""
+
     # -- SQL that differs between the engines (each store overrides what it spells otherwise) --
 
     def time_bucket(self, column: str, seconds: int) -> str:
@@ -79,13 +83,19 @@ class TelemetryStore(ABC):
         )
 
 
-def open_telemetry_store(url: str, data_dir: Path, duckdb_memory_limit: str = "") -> TelemetryStore:
-    """Pick the store from ``SPYGLASS_CLICKHOUSE_URL``: empty → DuckDB in the data directory."""
+def open_telemetry_store(url: str, data_dir: Path, duckdb_memory_limit: str = "",
+                         journal: bool = True, journal_load_ms: int = 200) -> TelemetryStore:
+    """Pick the store from ``SPYGLASS_CLICKHOUSE_URL``: empty → DuckDB in the data directory,
+    behind the ingest journal (``journal`` false: inserts go straight to DuckDB, and the
+    journal is only read at start for what an earlier run left in it)."""
     if not url or url.startswith("duckdb://"):
         from spyglass.kernel.telemetry.duckdb import DuckDBStore
+        from spyglass.kernel.telemetry.journal import JournaledStore
 
         path = data_dir / "telemetry.duckdb" if not url else Path(url[len("duckdb://") :])
-        return DuckDBStore(path, duckdb_memory_limit)
+        return JournaledStore(DuckDBStore(path, duckdb_memory_limit),
+                              path.with_name(path.name + ".journal"), enabled=journal,
+                              load_interval_s=journal_load_ms / 1000)
     from spyglass.kernel.telemetry.clickhouse import ClickHouseStore
 
     return ClickHouseStore.from_url(url)
