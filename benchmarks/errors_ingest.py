@@ -17,10 +17,12 @@ connections in a closed loop (``errors_ingest/loadgen.py``) and wait until every
 acknowledged event is processed:
 
 - processed events/s = acknowledged events / (time from the first request until the last
-  event is stored and grouped). For Spyglass that moment is the last acknowledgement, since
-  it replies only after the event is grouped and committed; the stored events and issues are
-  counted after the server stops, as a check. For Bugsink it is when the last event appears
-  in ``events_event`` and Snappea's task queue is empty (it digests after replying);
+  event is stored, grouped and visible). For Spyglass that moment is when the Sentry web API
+  (``/api/0/projects/…/issues/``, with an API token, every page) counts every event sent: it
+  replies only after an event is grouped and durable, and a read first loads what its ingest
+  journal holds; the stored events and issues are counted again after the server stops, as a
+  check. For Bugsink it is when the last event appears in ``events_event`` and Snappea's task
+  queue is empty (it digests after replying);
 - ack latency p50/p95/p99 per request, as the client sees it;
 - server CPU ms per event: user + sys CPU time of the server processes and their children
   (gunicorn's master and workers plus Snappea for Bugsink), read before and after, divided
@@ -97,7 +99,12 @@ def measure(name: str, work: Path, envelopes: list[bytes], events: int, warmup: 
             processed_at, counts = servers.wait_bugsink(server.data_dir, done.ok + result.ok)
             counts["events"] -= done.ok
         else:
-            processed_at, counts = result.last_ack, {}
+            # Spyglass replies once the event is stored and grouped, and a read loads what its
+            # ingest journal holds first: the events are visible once the API shows them all.
+            counts = {}
+            while servers.spyglass_api_events(server) < done.ok + result.ok:
+                time.sleep(0.01)
+            processed_at = time.perf_counter()
         cpu1 = meter.cpu_seconds()
         meter.stop()
         if spy is not None:

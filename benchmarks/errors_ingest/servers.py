@@ -31,6 +31,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,6 +150,8 @@ class Server:
     public_key: str = ""
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     log: Path | None = None
+    #: Spyglass: (organization slug, project slug, API token) for the Sentry web API.
+    api: tuple[str, str, str] = ("", "", "")
 
     @property
     def pids(self) -> list[int]:
@@ -186,14 +189,39 @@ def start_spyglass(work: Path, extra_env: dict[str, str] | None = None,
                            "--name", "shop", "--json"], env=env, check=True,
                           capture_output=True, text=True)
     info = json.loads(made.stdout.strip().splitlines()[-1])
+    # An API token, to see the events through the Sentry web API as a user would.
+    subprocess.run([SPYGLASS_PY, "-m", "spyglass", "user", "create", "--email", "bench@localhost",
+                    "--password", "bench-password-1", "--admin"], env=env, check=True,
+                   capture_output=True)
+    issued = subprocess.run([SPYGLASS_PY, "-m", "spyglass", "token", "create", "--email",
+                             "bench@localhost", "--json"], env=env, check=True,
+                            capture_output=True, text=True)
     log = work / "spyglass.log"
     cmd = (wrap or []) + [SPYGLASS_PY, "-m", "spyglass", "serve", "--host", "127.0.0.1",
                           "--port", str(port)]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    server = Server("spyglass", data, port, info["id"], info["public_key"], [proc], log)
+    server = Server("spyglass", data, port, info["id"], info["public_key"], [proc], log,
+                    api=(info["org"], info["slug"],
+                         json.loads(issued.stdout.strip().splitlines()[-1])["token"]))
     wait_http(f"http://127.0.0.1:{port}/readyz", proc, log)
     return server
+
+
+def spyglass_api_events(server: Server) -> int:
+    """Events the Sentry web API shows: the sum of every issue's count, over all pages."""
+    org, project, token = server.api
+    url = (f"http://127.0.0.1:{server.port}/api/0/projects/{org}/{project}/issues/"
+           "?query=&statsPeriod=&limit=100")
+    total = 0
+    with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+        while url:
+            r = client.get(url)
+            r.raise_for_status()
+            total += sum(int(issue["count"]) for issue in r.json())
+            nxt = r.links.get("next", {})
+            url = nxt.get("url") if nxt.get("results") == "true" else None
+    return total
 
 
 def spyglass_counts(data_dir: Path) -> dict[str, int]:
