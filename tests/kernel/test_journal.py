@@ -229,3 +229,24 @@ def test_a_segment_of_only_garbage_yields_nothing(tmp_path, bad):
     directory.mkdir()
     (directory / f"{1:020d}.journal").write_bytes(bad)
     assert list(Journal(directory).replay()) == []
+
+
+def test_a_loader_far_behind_makes_the_writer_load(tmp_path, monkeypatch):
+    store = open_store(tmp_path, load_interval_s=60, max_waiting_bytes=1)
+    try:
+        store.insert(SPEC, rows(["a"]))  # waits: under the limit before it came
+        assert store.waiting_rows == 1
+        store.insert(SPEC, rows(["b"]))  # over it: the first is loaded here, then b waits
+        assert names_in(store.inner) == ["a"] and store.waiting_rows == 1
+
+        def failing(batches, seq):
+            raise OSError("disk full")
+
+        monkeypatch.setattr(store.inner, "insert_all", failing)
+        with pytest.raises(OSError):
+            store.insert(SPEC, rows(["c"]))  # nothing appended: the writer answers 503
+        assert store.waiting_rows == 1
+        monkeypatch.undo()
+        assert names_in(store) == ["a", "b"]
+    finally:
+        store.close()

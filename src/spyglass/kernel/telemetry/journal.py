@@ -172,18 +172,19 @@ class JournaledStore(TelemetryStore):
 
     def __init__(self, inner: Any, directory: Path, enabled: bool = True,
                  load_interval_s: float = 0.2, load_rows: int = 2000,
-                 max_waiting_rows: int = 200_000) -> None:
+                 max_waiting_bytes: int = 64 * 2**20) -> None:
         self.inner = inner
         self.dialect = inner.dialect
         self.enabled = enabled
         self.journal = Journal(directory)
         self.load_interval_s = load_interval_s
         self.load_rows = load_rows
-        self.max_waiting_rows = max_waiting_rows
+        self.max_waiting_bytes = max_waiting_bytes
         self._specs: dict[str, TableSpec] = {}
         #: Journaled batches not loaded yet, in sequence order: (seq, spec, rows).
         self._waiting: list[tuple[int, TableSpec, pa.Table]] = []
         self._waiting_rows = 0
+        self._waiting_bytes = 0
         self._oldest = 0.0
         self._cond = threading.Condition()
         self._append_lock = threading.Lock()
@@ -227,8 +228,10 @@ class JournaledStore(TelemetryStore):
         if not self.enabled:
             self.inner.insert(spec, data)
             return
-        if self._waiting_rows > self.max_waiting_rows:
-            self._load()  # the loader fell behind: load here (raises if it cannot)
+        if self._waiting_bytes > self.max_waiting_bytes:
+            # The loader fell behind (a long checkpoint, a failing disk): load here, which
+            # holds the writer back (raises if it cannot, and the writer answers 503).
+            self._load()
         payload = to_ipc(data)
         with self._append_lock:
             seq = self.journal.append(spec.name, payload)
@@ -237,6 +240,7 @@ class JournaledStore(TelemetryStore):
                     self._oldest = time.monotonic()
                 self._waiting.append((seq, spec, data))
                 self._waiting_rows += data.num_rows
+                self._waiting_bytes += data.nbytes
                 if self._waiting_rows >= self.load_rows:
                     self._cond.notify_all()
         if self._loader is None:
@@ -293,8 +297,8 @@ class JournaledStore(TelemetryStore):
         with self._load_lock:
             with self._cond:
                 taken, self._waiting = self._waiting, []
-                rows = self._waiting_rows
-                self._waiting_rows = 0
+                rows, size = self._waiting_rows, self._waiting_bytes
+                self._waiting_rows = self._waiting_bytes = 0
             if not taken:
                 return
             try:
@@ -303,6 +307,7 @@ class JournaledStore(TelemetryStore):
                 with self._cond:  # back in front, in order, for the next attempt
                     self._waiting = taken + self._waiting
                     self._waiting_rows += rows
+                    self._waiting_bytes += size
                 raise
             with self._append_lock:  # (an append may be starting a new segment)
                 self.journal.release(taken[-1][0])
