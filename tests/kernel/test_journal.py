@@ -4,6 +4,7 @@ and recovery after a crash that loads each record exactly once."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from pathlib import Path
 
@@ -250,3 +251,52 @@ def test_a_loader_far_behind_makes_the_writer_load(tmp_path, monkeypatch):
         assert names_in(store) == ["a", "b"]
     finally:
         store.close()
+
+
+def test_a_failed_append_is_cut_off_and_later_records_stay_readable(tmp_path, monkeypatch):
+    journal = Journal(tmp_path / "j")
+    journal.append("journal_things", to_ipc(rows(["a"])))
+    real_sync = os.fdatasync
+    calls = []
+
+    def full_disk(fd):
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        real_sync(fd)
+
+    monkeypatch.setattr("spyglass.kernel.telemetry.journal.os.fdatasync", full_disk)
+    with pytest.raises(OSError):  # its request is refused: the record must never load
+        journal.append("journal_things", to_ipc(rows(["refused"])))
+    assert journal.append("journal_things", to_ipc(rows(["b"]))) == 3
+    journal.close()
+    assert len(journal.segments()) == 2  # b went to a new segment
+    back = list(Journal(tmp_path / "j").replay())
+    assert [(s, from_ipc(p).column("name").to_pylist()) for s, _n, p in back] == [
+        (1, ["a"]), (3, ["b"])]
+
+
+def test_a_partial_record_left_by_a_failed_append_stops_only_its_segment(tmp_path):
+    journal = Journal(tmp_path / "j")
+    journal.append("journal_things", to_ipc(rows(["a"])))
+    [(_first, path)] = journal.segments()
+    journal._abandon()  # as after a failed append whose cut failed too
+    with path.open("ab") as f:
+        f.write(b"SGJ1\x02\x00")
+    journal.next_seq = 3
+    journal.append("journal_things", to_ipc(rows(["b"])))
+    journal.close()
+    back = list(Journal(tmp_path / "j").replay())
+    assert [(s, from_ipc(p).column("name").to_pylist()) for s, _n, p in back] == [
+        (1, ["a"]), (3, ["b"])]
+
+
+def test_records_of_tables_no_longer_registered_are_passed_over(tmp_path):
+    store = open_store(tmp_path, load_interval_s=60)
+    store.insert(SPEC, rows(["kept"]))
+    store.journal.append("a_table_long_gone", to_ipc(rows(["orphan"])))
+    crash(store)
+    again = open_store(tmp_path, load_interval_s=60)
+    assert names_in(again.inner) == ["kept"]
+    assert again.inner.journal_loaded() == 2  # not read again at every start
+    again.close()

@@ -96,10 +96,25 @@ class Journal:
         encoded = name.encode()
         body = struct.pack("<QHI", seq, len(encoded), len(payload)) + encoded
         crc = zlib.crc32(payload, zlib.crc32(body))
-        self._file.write(MAGIC + body[:14] + struct.pack("<I", crc) + encoded)
-        self._file.write(payload)
-        self._file.flush()
-        os.fdatasync(self._file.fileno())
+        try:
+            self._file.write(MAGIC + body[:14] + struct.pack("<I", crc) + encoded)
+            self._file.write(payload)
+            self._file.flush()
+            os.fdatasync(self._file.fileno())
+        except BaseException:
+            # The record may be in the file, whole or in part (a full disk, a failed sync),
+            # and its request will be refused: cut it off. Should that fail too, nothing may
+            # follow it in this file (replay stops at a partial record): the next append
+            # starts a new segment, and no later record shares its number.
+            self.next_seq = seq + 1
+            try:
+                self._file.truncate(self._size)
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            except OSError:
+                pass
+            self._abandon()
+            raise
         self._size += HEAD.size + len(encoded) + len(payload)
         self.next_seq = seq + 1
         return seq
@@ -125,6 +140,13 @@ class Journal:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def _abandon(self) -> None:
+        file, self._file = self._file, None
+        try:
+            file.close()
+        except OSError:
+            pass
 
     def close(self) -> None:
         if self._file is not None:
@@ -211,13 +233,13 @@ class JournaledStore(TelemetryStore):
         for seq, name, payload in self.journal.replay():
             if seq <= loaded:
                 continue
+            last = seq
             spec = self._specs.get(name)
-            if spec is None:
+            if spec is None:  # a table no feature registers any more: nothing to load it into
                 log.error("journal_record_for_unknown_table", table=name, seq=seq)
                 continue
             batches.append((spec, from_ipc(payload)))
-            last = seq
-        if batches:
+        if last > loaded:
             self.inner.insert_all(_grouped(batches), last)
             log.warning("journal_recovered", records=len(batches),
                         rows=sum(t.num_rows for _s, t in batches))
