@@ -300,3 +300,18 @@ def test_records_of_tables_no_longer_registered_are_passed_over(tmp_path):
     assert names_in(again.inner) == ["kept"]
     assert again.inner.journal_loaded() == 2  # not read again at every start
     again.close()
+
+
+def test_the_lag_is_in_the_metrics(tmp_path):
+    from spyglass.kernel import selfmetrics
+
+    store = open_store(tmp_path, load_interval_s=60)
+    try:
+        loads = selfmetrics.JOURNAL_LOAD_SECONDS._sum.get()
+        store.insert(SPEC, rows(["a", "b", "c"]))
+        assert selfmetrics.JOURNAL_WAITING_ROWS._value.get() == 3
+        store.settle()
+        assert selfmetrics.JOURNAL_WAITING_ROWS._value.get() == 0
+        assert selfmetrics.JOURNAL_LOAD_SECONDS._sum.get() > loads
+    finally:
+        store.close()

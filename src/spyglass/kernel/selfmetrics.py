@@ -49,6 +49,17 @@ JOB_RUNS = Counter(
     ["job", "outcome"],
     registry=REGISTRY,
 )
+JOURNAL_WAITING_ROWS = Gauge(
+    "spyglass_journal_waiting_rows",
+    "Rows acknowledged into the ingest journal and not loaded into the tables yet.",
+    registry=REGISTRY,
+)
+JOURNAL_LOAD_SECONDS = Histogram(
+    "spyglass_journal_load_seconds",
+    "Time to load what waits in the ingest journal into the tables (one transaction).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
 INGEST_PROCESSED_BY = Counter(
     "spyglass_ingest_processed_by",
     "Sentry ingest requests by where they were processed (worker, or server and why).",

@@ -37,6 +37,7 @@ from typing import Any
 import pyarrow as pa
 import structlog
 
+from spyglass.kernel import selfmetrics
 from spyglass.kernel.telemetry.schema import TableSpec
 from spyglass.kernel.telemetry.store import TelemetryStore
 
@@ -263,6 +264,7 @@ class JournaledStore(TelemetryStore):
                 self._waiting.append((seq, spec, data))
                 self._waiting_rows += data.num_rows
                 self._waiting_bytes += data.nbytes
+                selfmetrics.JOURNAL_WAITING_ROWS.set(self._waiting_rows)
                 if self._waiting_rows >= self.load_rows:
                     self._cond.notify_all()
         if self._loader is None:
@@ -323,6 +325,7 @@ class JournaledStore(TelemetryStore):
                 self._waiting_rows = self._waiting_bytes = 0
             if not taken:
                 return
+            started = time.perf_counter()
             try:
                 self.inner.insert_all(_grouped([(s, t) for _q, s, t in taken]), taken[-1][0])
             except BaseException:
@@ -331,6 +334,8 @@ class JournaledStore(TelemetryStore):
                     self._waiting_rows += rows
                     self._waiting_bytes += size
                 raise
+            selfmetrics.JOURNAL_LOAD_SECONDS.observe(time.perf_counter() - started)
+            selfmetrics.JOURNAL_WAITING_ROWS.set(self._waiting_rows)
             with self._append_lock:  # (an append may be starting a new segment)
                 self.journal.release(taken[-1][0])
 
