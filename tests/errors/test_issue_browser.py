@@ -7,26 +7,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 import sentry_sdk
+from chromium_page import SCREENSHOTS, chromium_page, needs_chromium
 from sdk_capture import sdk
 
 from spyglass.kernel.auth import accounts
 from spyglass.kernel.meta.db import Database
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 PASSWORD = "correct horse battery"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium"),
-]
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 
 class PaymentDeclined(Exception):
@@ -96,8 +89,6 @@ def envelopes() -> list[bytes]:
 
 @pytest.fixture
 def browser(server_factory) -> Iterator[tuple]:  # type: ignore[no-untyped-def]
-    from playwright.sync_api import sync_playwright
-
     server = server_factory()
     db = Database(server.settings.metadata_url)
     with db.session() as s:
@@ -113,23 +104,8 @@ def browser(server_factory) -> Iterator[tuple]:  # type: ignore[no-untyped-def]
     with httpx.Client() as http:
         for body in envelopes():
             assert http.post(url, content=body).status_code == 200
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        context = b.new_context(viewport={"width": 1440, "height": 900})
-        page = context.new_page()
-        problems: list[str] = []
-        page.on("console", lambda m: problems.append(f"console: {m.text}")
-                if m.type == "error" and "Failed to load resource" not in m.text else None)
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        page.on("response", lambda r: problems.append(f"{r.status} {r.url}")
-                if r.status >= 400 and ("/static/" in r.url or "/assets/" in r.url) else None)
-        page.on("dialog", lambda d: d.accept())
-        try:
-            yield server, page, problems, f"{server.url}/o/{org_slug}/p/{slug}", slug.upper()
-        finally:
-            context.close()
-            b.close()
+    with chromium_page(refused_requests=True) as (page, problems):
+        yield server, page, problems, f"{server.url}/o/{org_slug}/p/{slug}", slug.upper()
 
 
 def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]

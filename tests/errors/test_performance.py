@@ -6,11 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 import sentry_sdk
+from chromium_page import SCREENSHOTS, chromium_page, needs_chromium
 from sdk_capture import sdk
 
 from spyglass.errors import performance_queries as pq
@@ -22,8 +22,6 @@ from spyglass.otel.schema import SPANS
 
 PASSWORD = "correct horse battery"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 NOW = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
 
@@ -375,10 +373,8 @@ def test_opentelemetry_sdk_spans_are_transactions(client, shop):
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium")
+@needs_chromium
 def test_performance_in_the_browser(server_factory):
-    from playwright.sync_api import sync_playwright
-
     from spyglass.kernel.meta.db import Database
 
     server = server_factory()
@@ -395,39 +391,27 @@ def test_performance_in_the_browser(server_factory):
         for body in checkout_envelopes():
             r = http.post(f"{server.url}/api/{pid}/envelope/?sentry_key={public_key}", content=body)
             assert r.status_code == 200
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"]
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=args)
-        page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
-        problems: list[str] = []
-        page.on("console", lambda m: problems.append(f"console: {m.text}")
-                if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        try:
-            page.goto(server.url + base + "/performance")
-            page.fill("input[name=email]", "ada@example.com")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(re.compile(r"/performance$"))
-            page.wait_for_selector("#chart-throughput .uplot canvas")
-            page.wait_for_selector("#chart-duration .uplot canvas")
-            assert page.locator("#transactions tbody tr").count() == 2
-            page.screenshot(path=str(SCREENSHOTS / "performance-list.png"), full_page=True)
+    with chromium_page(1440, 900) as (page, problems):
+        page.goto(server.url + base + "/performance")
+        page.fill("input[name=email]", "ada@example.com")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(re.compile(r"/performance$"))
+        page.wait_for_selector("#chart-throughput .uplot canvas")
+        page.wait_for_selector("#chart-duration .uplot canvas")
+        assert page.locator("#transactions tbody tr").count() == 2
+        page.screenshot(path=str(SCREENSHOTS / "performance-list.png"), full_page=True)
 
-            page.locator("th a[data-sort=p95]").click()
-            page.wait_for_url(re.compile(r"sort=-p95"))
-            assert page.locator("#transactions tbody tr").first.get_attribute(
-                "data-transaction") == "POST /checkout"
+        page.locator("th a[data-sort=p95]").click()
+        page.wait_for_url(re.compile(r"sort=-p95"))
+        assert page.locator("#transactions tbody tr").first.get_attribute(
+            "data-transaction") == "POST /checkout"
 
-            page.locator("#transactions td.name a", has_text="POST /checkout").click()
-            page.wait_for_url(re.compile(r"/performance/summary\?transaction="))
-            page.wait_for_selector("#chart-duration .uplot canvas")
-            assert page.locator("#span-breakdown .wf-row").count() == 3
-            assert page.locator("#slowest tbody tr").count() == 3
-            assert page.locator("#related-issues a.mono").count() == 1
-            page.screenshot(path=str(SCREENSHOTS / "performance-summary.png"), full_page=True)
-        finally:
-            browser.close()
+        page.locator("#transactions td.name a", has_text="POST /checkout").click()
+        page.wait_for_url(re.compile(r"/performance/summary\?transaction="))
+        page.wait_for_selector("#chart-duration .uplot canvas")
+        assert page.locator("#span-breakdown .wf-row").count() == 3
+        assert page.locator("#slowest tbody tr").count() == 3
+        assert page.locator("#related-issues a.mono").count() == 1
+        page.screenshot(path=str(SCREENSHOTS / "performance-summary.png"), full_page=True)
     assert problems == []

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 import sentry_sdk
+from chromium_page import SCREENSHOTS, chromium_page, needs_chromium
 from sdk_capture import sdk
 from sentry_sdk.sessions import track_session
 from sentry_sdk.utils import event_from_exception
@@ -196,14 +196,11 @@ def test_releases_endpoint_is_documented(client):
     assert {"version", "sessions", "crash_free_sessions", "crash_free_users"} <= set(props)
 
 
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium")
+@needs_chromium
 def test_release_pages_in_a_browser(server_factory, settings):
-    from playwright.sync_api import sync_playwright
-
     from spyglass.kernel.auth import accounts
     from spyglass.kernel.meta.db import Database
     from spyglass.kernel.meta.models import Role
@@ -225,15 +222,7 @@ def test_release_pages_in_a_browser(server_factory, settings):
     for e in envelopes:
         httpx.post(f"{server.url}/api/{pid}/envelope/?sentry_key={key}",
                    content=e).raise_for_status()
-    shots = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-    shots.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM),
-                                     args=["--headless", "--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1360, "height": 900})
-        problems: list[str] = []
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    with chromium_page(1360, 900) as (page, problems):
         page.goto(f"{server.url}/login?next=/o/acme/p/shop/releases")
         page.fill("input[name=email]", "rel@example.com")
         page.fill("input[name=password]", "correct horse battery")
@@ -242,10 +231,9 @@ def test_release_pages_in_a_browser(server_factory, settings):
         row = page.locator('tr[data-version="shop@9.1"]')
         assert row.locator('[data-metric="crash-free-sessions"]').inner_text() == "66.66%"
         assert row.locator('[data-metric="crash-free-users"]').inner_text() == "66.66%"
-        page.screenshot(path=str(shots / "releases-list.png"), full_page=True)
+        page.screenshot(path=str(SCREENSHOTS / "releases-list.png"), full_page=True)
         row.locator("a.version").click()
         page.wait_for_selector("#health-chart .uplot")
         assert "RuntimeError: worker died" in page.locator("#new-issues").inner_text()
-        page.screenshot(path=str(shots / "release-detail.png"), full_page=True)
-        browser.close()
+        page.screenshot(path=str(SCREENSHOTS / "release-detail.png"), full_page=True)
     assert problems == []

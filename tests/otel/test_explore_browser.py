@@ -8,10 +8,10 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
+from chromium_page import SCREENSHOTS, chromium_page, needs_chromium
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
@@ -21,15 +21,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from spyglass.kernel.auth import accounts
 from spyglass.kernel.meta.db import Database
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 PASSWORD = "correct horse battery"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium"),
+    needs_chromium,
     pytest.mark.filterwarnings("ignore:`LoggingHandler`:DeprecationWarning"),
 ]
 
@@ -85,8 +81,6 @@ def history(now_ns: int) -> tuple[dict, dict]:  # type: ignore[type-arg]
 
 @pytest.fixture
 def browser(server_factory) -> Iterator[tuple]:  # type: ignore[no-untyped-def]
-    from playwright.sync_api import sync_playwright
-
     server = server_factory()
     db = Database(server.settings.metadata_url)
     with db.session() as s:
@@ -102,23 +96,8 @@ def browser(server_factory) -> Iterator[tuple]:  # type: ignore[no-untyped-def]
     with httpx.Client(base_url=server.url, headers=headers) as http:
         assert http.post("/v1/logs", json=logs).status_code == 200
         assert http.post("/v1/metrics", json=metrics).status_code == 200
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        context = b.new_context(viewport={"width": 1440, "height": 900})
-        page = context.new_page()
-        problems: list[str] = []
-        page.on("console", lambda m: problems.append(f"console: {m.text}")
-                if m.type == "error" and "Failed to load resource" not in m.text else None)
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        page.on("response", lambda r: problems.append(f"{r.status} {r.url}")
-                if r.status >= 400 and ("/static/" in r.url or "/assets/" in r.url) else None)
-        page.on("dialog", lambda d: d.accept())
-        try:
-            yield server, page, problems, f"{server.url}/o/{org_slug}/p/{slug}", key
-        finally:
-            context.close()
-            b.close()
+    with chromium_page(refused_requests=True) as (page, problems):
+        yield server, page, problems, f"{server.url}/o/{org_slug}/p/{slug}", key
 
 
 def shot(page, name: str, full: bool = True) -> None:  # type: ignore[no-untyped-def]

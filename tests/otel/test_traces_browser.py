@@ -7,14 +7,11 @@ from __future__ import annotations
 import random
 import re
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
+from chromium_page import SCREENSHOTS, chromium_page, needs_chromium
 from test_traces_pages import PASSWORD, otlp, send, send_handmade, span, web_login
-
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 
 SERVICES = {"web": {"k8s.pod.name": "web-5d8f", "service.version": "3.2.0"},
             "api-gateway": {"k8s.pod.name": "gw-77c1", "service.version": "1.9.4"},
@@ -99,10 +96,8 @@ def checkout(n: int, base_ns: int, rng: random.Random) -> tuple[str, dict[str, l
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium")
+@needs_chromium
 def test_trace_pages_in_the_browser(live):
-    from playwright.sync_api import sync_playwright
-
     rng = random.Random(7)
     now = time.time_ns()
     traces = []
@@ -118,81 +113,69 @@ def test_trace_pages_in_the_browser(live):
     _logs(live, failed, now)
     web_login(live).close()
     base = f"/o/{live.org_slug}/p/{live.project_slug}"
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"]
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=args)
-        page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
-        problems: list[str] = []
-        page.on("console", lambda m: problems.append(f"console: {m.text}")
-                if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        try:
-            page.goto(live.url + base + "/traces")
-            page.fill("input[name=email]", "ada@example.com")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(re.compile(r"/traces$"))
-            page.wait_for_selector("#trace-scatter .uplot canvas")
-            assert page.locator("#traces tbody tr").count() == 27
-            page.screenshot(path=str(SCREENSHOTS / "traces-search.png"), full_page=True)
+    with chromium_page(1440, 900) as (page, problems):
+        page.goto(live.url + base + "/traces")
+        page.fill("input[name=email]", "ada@example.com")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(re.compile(r"/traces$"))
+        page.wait_for_selector("#trace-scatter .uplot canvas")
+        assert page.locator("#traces tbody tr").count() == 27
+        page.screenshot(path=str(SCREENSHOTS / "traces-search.png"), full_page=True)
 
-            # Filter by a resource attribute through the form.
-            page.fill("#f-tags", "k8s.pod.name=pay-1 error=true")
-            page.click("#trace-search button[type=submit]")
-            page.wait_for_url(re.compile(r"tags="))
-            assert page.locator("#traces tbody tr").count() == 5
+        # Filter by a resource attribute through the form.
+        page.fill("#f-tags", "k8s.pod.name=pay-1 error=true")
+        page.click("#trace-search button[type=submit]")
+        page.wait_for_url(re.compile(r"tags="))
+        assert page.locator("#traces tbody tr").count() == 5
 
-            # A click on a point of the scatter opens that trace.
-            page.wait_for_selector("#trace-scatter .uplot canvas")
-            x, y = page.evaluate("""() => {
-                const el = document.getElementById('trace-scatter'), u = el._uplot;
-                const s = JSON.parse(document.getElementById('scatter-data').textContent);
-                const r = u.over.getBoundingClientRect();
-                const v = s.ok[0] != null ? s.ok[0] : s.error[0];
-                return [r.left + u.valToPos(s.x[0], 'x'), r.top + u.valToPos(v, 'y')];
-            }""")
-            page.mouse.move(x, y)
-            page.mouse.click(x, y)
-            page.wait_for_url(re.compile(r"/traces/[0-9a-f]{32}$"))
+        # A click on a point of the scatter opens that trace.
+        page.wait_for_selector("#trace-scatter .uplot canvas")
+        x, y = page.evaluate("""() => {
+            const el = document.getElementById('trace-scatter'), u = el._uplot;
+            const s = JSON.parse(document.getElementById('scatter-data').textContent);
+            const r = u.over.getBoundingClientRect();
+            const v = s.ok[0] != null ? s.ok[0] : s.error[0];
+            return [r.left + u.valToPos(s.x[0], 'x'), r.top + u.valToPos(v, 'y')];
+        }""")
+        page.mouse.move(x, y)
+        page.mouse.click(x, y)
+        page.wait_for_url(re.compile(r"/traces/[0-9a-f]{32}$"))
 
-            page.goto(f"{live.url}{base}/traces/{failed}")
-            rows = page.locator("#waterfall .wf-row[data-span-id]")
-            assert rows.count() == 15
-            # Collapse the gateway's subtree, then expand it again.
-            gateway = page.locator(f"#row-{3:04x}{2:012x}")
-            gateway.locator(".wf-toggle").click()
-            assert page.locator("#waterfall .wf-row[data-span-id]:visible").count() == 3
-            page.click("#wf-expand")
-            assert page.locator("#waterfall .wf-row[data-span-id]:visible").count() == 15
-            # Select the failed payment span: its details open below it, the URL says which.
-            pay = page.locator(f"#row-{3:04x}{10:012x}")
-            pay.click()
-            detail = page.locator(f"#detail-{3:04x}{10:012x}")
-            assert detail.is_visible()
-            assert "CardDeclinedError" in detail.locator(".det-exception").inner_text()
-            assert "payment.provider" in detail.inner_text() and "pay-1" in detail.inner_text()
-            assert page.url.endswith(f"#span-{3:04x}{10:012x}")
-            page.screenshot(path=str(SCREENSHOTS / "traces-trace.png"), full_page=True)
-            # A log line links to its span.
-            page.locator("#logs a[data-goto-span]").first.click()
-            assert page.locator(".wf-row.selected").count() == 1
+        page.goto(f"{live.url}{base}/traces/{failed}")
+        rows = page.locator("#waterfall .wf-row[data-span-id]")
+        assert rows.count() == 15
+        # Collapse the gateway's subtree, then expand it again.
+        gateway = page.locator(f"#row-{3:04x}{2:012x}")
+        gateway.locator(".wf-toggle").click()
+        assert page.locator("#waterfall .wf-row[data-span-id]:visible").count() == 3
+        page.click("#wf-expand")
+        assert page.locator("#waterfall .wf-row[data-span-id]:visible").count() == 15
+        # Select the failed payment span: its details open below it, the URL says which.
+        pay = page.locator(f"#row-{3:04x}{10:012x}")
+        pay.click()
+        detail = page.locator(f"#detail-{3:04x}{10:012x}")
+        assert detail.is_visible()
+        assert "CardDeclinedError" in detail.locator(".det-exception").inner_text()
+        assert "payment.provider" in detail.inner_text() and "pay-1" in detail.inner_text()
+        assert page.url.endswith(f"#span-{3:04x}{10:012x}")
+        page.screenshot(path=str(SCREENSHOTS / "traces-trace.png"), full_page=True)
+        # A log line links to its span.
+        page.locator("#logs a[data-goto-span]").first.click()
+        assert page.locator(".wf-row.selected").count() == 1
 
-            page.goto(f"{live.url}{base}/services")
-            page.wait_for_selector("#service-map .node")
-            assert page.locator("#service-map .edge").count() >= 10
-            page.locator('#service-map .node[data-node="payments"]').hover()
-            assert "focus" in (page.locator("#service-map").get_attribute("class") or "")
-            page.mouse.move(5, 5)
-            page.screenshot(path=str(SCREENSHOTS / "traces-services.png"), full_page=True)
-            page.locator('#service-map .node[data-node="payments"]').click()
-            page.wait_for_url(re.compile(r"/services/payments$"))
-            page.wait_for_selector("#chart-duration .uplot canvas")
-            page.wait_for_selector("#chart-errors .uplot canvas")
-            page.screenshot(path=str(SCREENSHOTS / "traces-service.png"), full_page=True)
-        finally:
-            browser.close()
+        page.goto(f"{live.url}{base}/services")
+        page.wait_for_selector("#service-map .node")
+        assert page.locator("#service-map .edge").count() >= 10
+        page.locator('#service-map .node[data-node="payments"]').hover()
+        assert "focus" in (page.locator("#service-map").get_attribute("class") or "")
+        page.mouse.move(5, 5)
+        page.screenshot(path=str(SCREENSHOTS / "traces-services.png"), full_page=True)
+        page.locator('#service-map .node[data-node="payments"]').click()
+        page.wait_for_url(re.compile(r"/services/payments$"))
+        page.wait_for_selector("#chart-duration .uplot canvas")
+        page.wait_for_selector("#chart-errors .uplot canvas")
+        page.screenshot(path=str(SCREENSHOTS / "traces-service.png"), full_page=True)
     assert problems == []
 
 

@@ -7,35 +7,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-from spyglass.app import load_features
+from chromium_page import SCREENSHOTS, chromium_page, needs_chromium
 from web_helpers import PASSWORD
 
+from spyglass.app import load_features
 from spyglass.kernel.auth import accounts
 from spyglass.kernel.meta.db import Database
 from spyglass.kernel.web.templating import NAV_AREAS
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium"
-                       " (apt-get install chromium)"),
-]
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 
 @pytest.fixture
 def browser_page(server_factory) -> Iterator[tuple]:  # type: ignore[no-untyped-def]
-    from playwright.sync_api import sync_playwright
-
     server = server_factory()
     db = Database(server.settings.metadata_url)
     with db.session() as s:
@@ -43,25 +29,9 @@ def browser_page(server_factory) -> Iterator[tuple]:  # type: ignore[no-untyped-
         accounts.get_or_create_org(s, "Acme", owner=owner)
         accounts.get_or_create_org(s, "Globex", owner=owner)
     db.close()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1360, "height": 860})
-        page = context.new_page()
-        problems: list[str] = []
-        # Pages answered with 401/404 on purpose log "Failed to load resource"; the static
-        # files are checked by the response handler instead.
-        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-                if m.type == "error" and "Failed to load resource" not in m.text else None)
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        page.on("response", lambda r: problems.append(f"{r.status} {r.url}")
-                if r.status >= 400 and "/static/" in r.url else None)
-        page.on("dialog", lambda d: d.accept())
-        try:
-            yield server, page, problems
-        finally:
-            context.close()
-            browser.close()
+    # Some pages are answered with 401/404 on purpose.
+    with chromium_page(1360, 860, refused_requests=True) as (page, problems):
+        yield server, page, problems
 
 
 def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
