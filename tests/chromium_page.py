@@ -61,3 +61,12 @@ def chromium_page(width: int = 1440, height: int = 900, *,
         finally:
             context.close()
             browser.close()
+
+
+def sign_in(page: Any, url: str, email: str, password: str) -> None:
+    """Open ``url`` signed out (the server shows its login form) and sign in there; the
+    form sends the browser back to ``url``."""
+    page.goto(url)
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")

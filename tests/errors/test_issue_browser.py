@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import sentry_sdk
-from chromium_page import SCREENSHOTS, chromium_page, needs_chromium
+from chromium_page import SCREENSHOTS, chromium_page, needs_chromium, sign_in
 from sdk_capture import sdk
 
 from spyglass.kernel.auth import accounts
@@ -114,10 +114,7 @@ def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
 
 def test_triage_in_the_browser(browser):
     _, page, problems, base, prefix = browser
-    page.goto(base + "/issues")
-    page.fill("input[name=email]", "ada@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    sign_in(page, base + "/issues", "ada@example.com", PASSWORD)
     page.wait_for_url(re.compile(r"/issues"))
 
     rows = page.locator(".issue-row")

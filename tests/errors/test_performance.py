@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 import sentry_sdk
-from chromium_page import SCREENSHOTS, chromium_page, needs_chromium
+from chromium_page import SCREENSHOTS, chromium_page, needs_chromium, sign_in
 from sdk_capture import sdk
 
 from spyglass.errors import performance_queries as pq
@@ -392,10 +392,7 @@ def test_performance_in_the_browser(server_factory):
             r = http.post(f"{server.url}/api/{pid}/envelope/?sentry_key={public_key}", content=body)
             assert r.status_code == 200
     with chromium_page(1440, 900) as (page, problems):
-        page.goto(server.url + base + "/performance")
-        page.fill("input[name=email]", "ada@example.com")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
+        sign_in(page, server.url + base + "/performance", "ada@example.com", PASSWORD)
         page.wait_for_url(re.compile(r"/performance$"))
         page.wait_for_selector("#chart-throughput .uplot canvas")
         page.wait_for_selector("#chart-duration .uplot canvas")

@@ -8,7 +8,7 @@ import httpx
 import orjson
 import pytest
 import sentry_sdk
-from chromium_page import SCREENSHOTS, chromium_page, needs_chromium
+from chromium_page import SCREENSHOTS, chromium_page, needs_chromium, sign_in
 from sdk_capture import sdk
 from sentry_sdk.sessions import track_session
 from sentry_sdk.utils import event_from_exception
@@ -223,10 +223,8 @@ def test_release_pages_in_a_browser(server_factory, settings):
         httpx.post(f"{server.url}/api/{pid}/envelope/?sentry_key={key}",
                    content=e).raise_for_status()
     with chromium_page(1360, 900) as (page, problems):
-        page.goto(f"{server.url}/login?next=/o/acme/p/shop/releases")
-        page.fill("input[name=email]", "rel@example.com")
-        page.fill("input[name=password]", "correct horse battery")
-        page.click("button[type=submit]")
+        sign_in(page, f"{server.url}/o/acme/p/shop/releases", "rel@example.com",
+                "correct horse battery")
         page.wait_for_selector("#releases")
         row = page.locator('tr[data-version="shop@9.1"]')
         assert row.locator('[data-metric="crash-free-sessions"]').inner_text() == "66.66%"

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from chromium_page import SCREENSHOTS, chromium_page, needs_chromium
+from chromium_page import SCREENSHOTS, chromium_page, needs_chromium, sign_in
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
@@ -122,10 +122,7 @@ def sdk_log_in_span(url: str, key: str) -> str:
 
 def test_logs_metrics_and_dashboard_in_the_browser(browser) -> None:  # type: ignore[no-untyped-def]
     server, page, problems, base, key = browser
-    page.goto(base + "/logs")
-    page.fill("input[name=email]", "ada@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    sign_in(page, base + "/logs", "ada@example.com", PASSWORD)
     page.wait_for_url(re.compile(r"/logs"))
 
     # Logs: the stacked histogram, 100 lines and infinite scroll to the rest.

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import pytest
-from chromium_page import SCREENSHOTS, chromium_page, needs_chromium
+from chromium_page import SCREENSHOTS, chromium_page, needs_chromium, sign_in
 from test_traces_pages import PASSWORD, otlp, send, send_handmade, span, web_login
 
 SERVICES = {"web": {"k8s.pod.name": "web-5d8f", "service.version": "3.2.0"},
@@ -114,10 +114,7 @@ def test_trace_pages_in_the_browser(live):
     web_login(live).close()
     base = f"/o/{live.org_slug}/p/{live.project_slug}"
     with chromium_page(1440, 900) as (page, problems):
-        page.goto(live.url + base + "/traces")
-        page.fill("input[name=email]", "ada@example.com")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
+        sign_in(page, live.url + base + "/traces", "ada@example.com", PASSWORD)
         page.wait_for_url(re.compile(r"/traces$"))
         page.wait_for_selector("#trace-scatter .uplot canvas")
         assert page.locator("#traces tbody tr").count() == 27
