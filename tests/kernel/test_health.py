@@ -12,9 +12,10 @@ def test_healthz_and_readyz_pass(client):
     ready = client.get("/readyz")
     body = ready.json()
     assert ready.status_code == 200 and body["status"] == "pass"
+    journaled = hasattr(client.app.state.runtime.store, "journal_status")  # embedded DuckDB
     assert set(body["checks"]) == {
         "metadata:responseTime", "telemetry:responseTime", "writer:queue", "disk:free"
-    }
+    } | ({"journal:waiting"} if journaled else set())
     assert all(c[0]["status"] == "pass" for c in body["checks"].values())
 
 
@@ -42,6 +43,33 @@ def test_readyz_warns_on_low_disk_and_full_queue(client, monkeypatch):
     monkeypatch.setattr(health.shutil, "disk_usage",
                         lambda _p: usage._replace(free=health.DISK_FAIL_BYTES - 1))
     assert client.get("/readyz").status_code == 503
+
+
+def test_readyz_warns_then_fails_while_the_journal_cannot_load(client, tenant_factory,
+                                                               monkeypatch):
+    store = client.app.state.runtime.store
+    if not hasattr(store, "journal_status"):
+        return  # the ClickHouse store has no journal
+    t = tenant_factory("journal")
+
+    def disk_full(batches, seq):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store.inner, "insert_all", disk_full)
+    r = client.post(f"/api/{t.project_id}/envelope/?sentry_key={t.public_key}",
+                    content=b'{}\n{"type":"event"}\n{"message":"kept in the journal"}\n')
+    assert r.status_code == 200  # durable in the journal
+    store.settle()  # a read tries to load it (as the loader would), and fails
+    check = client.get("/readyz").json()["checks"]["journal:waiting"][0]
+    assert check["status"] == "warn" and check["observedValue"] == 1
+    assert "No space left" in check["output"]
+    monkeypatch.setattr(store, "max_waiting_bytes", 0)
+    assert client.get("/readyz").status_code == 503
+    monkeypatch.undo()
+    store.settle()
+    assert client.get("/readyz").json()["checks"]["journal:waiting"][0]["status"] == "pass"
+    assert store.scalar("SELECT count(*) FROM events WHERE project_id = {p:UInt64}",
+                        {"p": t.project_id}) == 1
 
 
 def test_metrics_expose_ingest_queue_and_latency(client, tenant_factory):

@@ -61,6 +61,19 @@ def readiness(rt: Runtime) -> dict[str, Any]:
             "limit": w.max_pending_rows,
         }
     ]
+    journal = getattr(rt.store, "journal_status", None)
+    if journal is not None:
+        j = journal()
+        # Loads failing: warn while the rows fit in memory, fail once the writer has to
+        # refuse ingest (past the limit).
+        status = ("fail" if j["error"] and j["waiting_bytes"] > j["limit_bytes"]
+                  else "warn" if j["error"] or j["waiting_bytes"] > j["limit_bytes"] // 2
+                  else "pass")
+        checks["journal:waiting"] = [
+            {"componentId": "ingest-journal", "status": status,
+             "observedValue": j["waiting_rows"], "observedUnit": "rows",
+             "output": j["error"] and f"loading into the store fails: {j['error']}"}
+        ]
     free = shutil.disk_usage(rt.settings.data_dir).free
     disk = "fail" if free < DISK_FAIL_BYTES else "warn" if free < DISK_WARN_BYTES else "pass"
     checks["disk:free"] = [

@@ -214,6 +214,8 @@ class JournaledStore(TelemetryStore):
         self._load_lock = threading.Lock()
         self._recovered = False
         self._stopping = False
+        #: Why the last load failed ("" once one succeeds), for /readyz.
+        self.last_error = ""
         self._loader: threading.Thread | None = None
 
     # -- the store interface ---------------------------------------------------------------
@@ -291,6 +293,14 @@ class JournaledStore(TelemetryStore):
         self.journal.close()
         self.inner.close()
 
+    def ping(self) -> None:
+        self.inner.ping()  # (a liveness probe must not load the journal)
+
+    def journal_status(self) -> dict[str, Any]:
+        """What /readyz reports: rows and bytes waiting, the limit, the last load error."""
+        return {"waiting_rows": self._waiting_rows, "waiting_bytes": self._waiting_bytes,
+                "limit_bytes": self.max_waiting_bytes, "error": self.last_error}
+
     def time_bucket(self, column: str, seconds: int) -> str:
         return self.inner.time_bucket(column, seconds)
 
@@ -328,12 +338,14 @@ class JournaledStore(TelemetryStore):
             started = time.perf_counter()
             try:
                 self.inner.insert_all(_grouped([(s, t) for _q, s, t in taken]), taken[-1][0])
-            except BaseException:
+            except BaseException as exc:
                 with self._cond:  # back in front, in order, for the next attempt
                     self._waiting = taken + self._waiting
                     self._waiting_rows += rows
                     self._waiting_bytes += size
+                self.last_error = repr(exc)[:300]
                 raise
+            self.last_error = ""
             selfmetrics.JOURNAL_LOAD_SECONDS.observe(time.perf_counter() - started)
             selfmetrics.JOURNAL_WAITING_ROWS.set(self._waiting_rows)
             with self._append_lock:  # (an append may be starting a new segment)
