@@ -186,6 +186,8 @@ class Server:
 
 def start_server(settings: Settings, log_path: Path) -> Server:
     port = free_port()
+    while port == settings.otlp_grpc_port:  # (both were free: the same port, twice)
+        port = free_port()
     env = dict(os.environ)
     env.update({
         "SPYGLASS_DATABASE_URL": settings.database_url,
@@ -208,10 +210,18 @@ def server_factory(settings: Settings, tmp_path: Path):  # type: ignore[no-untyp
     servers: list[Server] = []
 
     def make() -> Server:
-        server = start_server(settings, tmp_path / "server.log")
-        servers.append(server)
-        server.wait_ready()
-        return server
+        for attempt in range(3):
+            server = start_server(settings, tmp_path / "server.log")
+            servers.append(server)
+            try:
+                server.wait_ready()
+            except RuntimeError as exc:
+                # A free port taken by another process before the server bound it.
+                if "address already in use" not in str(exc) or attempt == 2:
+                    raise
+                continue
+            return server
+        raise AssertionError("unreachable")
 
     yield make
     for server in servers:
