@@ -253,6 +253,14 @@ class JournaledStore(TelemetryStore):
         if not self.enabled:
             self.inner.insert(spec, data)
             return
+        if not self._recovered:
+            # Appending before what an earlier run left is loaded would reuse its sequence
+            # numbers; with nothing left, there is nothing to wait for.
+            if self.journal.segments():
+                raise RuntimeError("the ingest journal holds records: recover() first")
+            # (Numbers go on after the last one loaded, which a clean stop leaves behind.)
+            self.journal.next_seq = max(self.journal.next_seq, self.inner.journal_loaded() + 1)
+            self._recovered = True
         if self._waiting_bytes > self.max_waiting_bytes:
             # The loader fell behind (a long checkpoint, a failing disk): load here, which
             # holds the writer back (raises if it cannot, and the writer answers 503).
@@ -291,6 +299,10 @@ class JournaledStore(TelemetryStore):
         except Exception as exc:  # noqa: BLE001 -- still journaled: loaded at the next start
             log.error("journal_load_failed_at_close", error=repr(exc))
         self.journal.close()
+        if self._recovered and not self._waiting:
+            # Everything is in the tables: a clean stop leaves an empty journal.
+            for _first, path in self.journal.segments():
+                path.unlink(missing_ok=True)
         self.inner.close()
 
     def ping(self) -> None:
