@@ -19,8 +19,8 @@ exactly once. A record torn by a crash (short, or failing its CRC) was never ack
 the segment is cut before it. Segments whose records are all loaded are deleted.
 
 Record layout, little-endian: magic ``SGJ1``, sequence (u64), table name length (u16),
-payload length (u32), CRC-32 of everything after the CRC field, table name (UTF-8), payload
-(an Arrow IPC stream of the rows).
+payload length (u32), CRC-32 (u32) of the sequence, the lengths, the name and the payload,
+then the table name (UTF-8) and the payload (an Arrow IPC stream of the rows).
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ log = structlog.get_logger(__name__)
 
 MAGIC = b"SGJ1"
 HEAD = struct.Struct("<4sQHII")
+#: The checksummed part of the head: sequence, name length, payload length.
+FIELDS = struct.Struct("<QHI")
 SEGMENT_BYTES = 64 * 2**20
 SUFFIX = ".journal"
 
@@ -95,10 +97,10 @@ class Journal:
             self._rotate()
         seq = self.next_seq
         encoded = name.encode()
-        body = struct.pack("<QHI", seq, len(encoded), len(payload)) + encoded
-        crc = zlib.crc32(payload, zlib.crc32(body))
+        fields = FIELDS.pack(seq, len(encoded), len(payload))
+        crc = zlib.crc32(payload, zlib.crc32(fields + encoded))
         try:
-            self._file.write(MAGIC + body[:14] + struct.pack("<I", crc) + encoded)
+            self._file.write(MAGIC + fields + struct.pack("<I", crc) + encoded)
             self._file.write(payload)
             self._file.flush()
             os.fdatasync(self._file.fileno())
@@ -162,12 +164,13 @@ def _parse(data: bytes, at: int) -> tuple[int, str, bytes, int] | None:
     end = at + HEAD.size + name_len + payload_len
     if magic != MAGIC or end > len(data):
         return None
-    body = data[at + 4:at + 18] + data[at + HEAD.size:at + HEAD.size + name_len]
+    encoded = data[at + HEAD.size:at + HEAD.size + name_len]
     payload = data[at + HEAD.size + name_len:end]
-    if zlib.crc32(payload, zlib.crc32(body)) != crc:
+    fields = data[at + len(MAGIC):at + len(MAGIC) + FIELDS.size]
+    if zlib.crc32(payload, zlib.crc32(fields + encoded)) != crc:
         return None
     try:
-        name = data[at + HEAD.size:at + HEAD.size + name_len].decode()
+        name = encoded.decode()
     except UnicodeDecodeError:
         return None
     return seq, name, payload, end
