@@ -31,6 +31,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,7 @@ class Journal:
         next segment starts right after, except the one being written."""
         segments = self.segments()
         current = Path(self._file.name) if self._file is not None else None
-        for (_first, path), (next_first, _next) in zip(segments, segments[1:]):
+        for (_first, path), (next_first, _next) in pairwise(segments):
             if path != current and next_first <= loaded + 1:
                 path.unlink(missing_ok=True)
 
