@@ -283,49 +283,22 @@ def _trim_and_scrub_in_place(root: dict[str, Any], rules: ScrubRules, values: bo
                 check_keys = any(map(verdict, node, unknown))
                 if check_keys or len(node) > 500:  # (known keys are short enough)
                     cap_dict(node)
-                if not (check_keys or values or deep):
-                    long = False
-                    for v in node.values():
-                        tv = type(v)
-                        if tv is str:
-                            if len(v) > MAX_STRING:
-                                long = True
-                        elif tv is dict or tv is list:
-                            push(v)
-                    if long:
-                        for k, v in node.items():
-                            if type(v) is str and len(v) > MAX_STRING:
-                                node[k] = v[:ellipsis] + "…"
-                    continue
-                for k, v in node.items():
-                    # (The verdict first, for every key, so that it is remembered.)
-                    if check_keys and sensitive(k) and v is not None and v != "":
-                        node[k] = FILTERED
+                children: Any = node.values()
+            else:  # a list
+                if len(node) > 500:
+                    del node[500:]
+                if len(node) == 2 and type(node[0]) is str:
+                    if len(node[0]) > MAX_STRING:
+                        node[0] = node[0][:ellipsis] + "…"
+                    # [key, value] pairs (headers, tags, cookies as lists): scrubbed by key.
+                    if sensitive(node[0]):
+                        node[1] = FILTERED
                         continue
-                    tv = type(v)
-                    if tv is str:
-                        if len(v) > MAX_STRING:
-                            v = node[k] = v[:ellipsis] + "…"
-                        if values and len(v) >= 8:
-                            node[k] = scrub_string(v)
-                    elif tv is dict or tv is list:
-                        if deep:
-                            node[k] = "[…]"
-                        else:
-                            push(v)
-                continue
-            if len(node) > 500:
-                del node[500:]
-            if len(node) == 2 and type(node[0]) is str:
-                if len(node[0]) > MAX_STRING:
-                    node[0] = node[0][:ellipsis] + "…"
-                # [key, value] pairs (headers, tags, cookies as lists) are scrubbed by key.
-                if sensitive(node[0]):
-                    node[1] = FILTERED
-                    continue
-            if not (values or deep):
+                check_keys = False
+                children = node
+            if not (check_keys or values or deep):
                 long = False
-                for v in node:
+                for v in children:
                     tv = type(v)
                     if tv is str:
                         if len(v) > MAX_STRING:
@@ -333,20 +306,24 @@ def _trim_and_scrub_in_place(root: dict[str, Any], rules: ScrubRules, values: bo
                     elif tv is dict or tv is list:
                         push(v)
                 if long:
-                    for i, v in enumerate(node):
+                    for k, v in node.items() if type(node) is dict else enumerate(node):
                         if type(v) is str and len(v) > MAX_STRING:
-                            node[i] = v[:ellipsis] + "…"
+                            node[k] = v[:ellipsis] + "…"
                 continue
-            for i, v in enumerate(node):
+            for k, v in node.items() if type(node) is dict else enumerate(node):
+                # (The verdict first, for every key, so that it is remembered.)
+                if check_keys and sensitive(k) and v is not None and v != "":
+                    node[k] = FILTERED
+                    continue
                 tv = type(v)
                 if tv is str:
                     if len(v) > MAX_STRING:
-                        v = node[i] = v[:ellipsis] + "…"
+                        v = node[k] = v[:ellipsis] + "…"
                     if values and len(v) >= 8:
-                        node[i] = scrub_string(v)
+                        node[k] = scrub_string(v)
                 elif tv is dict or tv is list:
                     if deep:
-                        node[i] = "[…]"
+                        node[k] = "[…]"
                     else:
                         push(v)
         level = below
