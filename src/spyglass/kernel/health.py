@@ -61,9 +61,8 @@ def readiness(rt: Runtime) -> dict[str, Any]:
             "limit": w.max_pending_rows,
         }
     ]
-    journal = getattr(rt.store, "journal_status", None)
-    if journal is not None:
-        j = journal()
+    j = rt.store.journal_status()
+    if j is not None:
         # Loads failing: warn while the rows fit in memory, fail once the writer has to
         # refuse ingest (past the limit).
         status = ("fail" if j["error"] and j["waiting_bytes"] > j["limit_bytes"]

@@ -39,6 +39,8 @@ class DuckDBStore(TelemetryStore):
         config = {"memory_limit": memory_limit} if memory_limit else {}
         self._conn = duckdb.connect(str(path), config=config)
         self._conn.execute("SET TimeZone = 'UTC'")
+        self._conn.execute(f"CREATE TABLE IF NOT EXISTS {JOURNAL_TABLE} "
+                           "(id INTEGER PRIMARY KEY, loaded UBIGINT)")
         self._write_lock = threading.Lock()
         self._local = threading.local()
 
@@ -64,13 +66,8 @@ class DuckDBStore(TelemetryStore):
                     self._conn.execute(f"ALTER TABLE {spec.name} ADD COLUMN {_column_sql(c)}")
 
     def insert(self, spec: TableSpec, data: pa.Table) -> None:
-        names = ", ".join(f'"{n}"' for n in data.column_names)
-        # DuckDB finds the Arrow table by its Python name (a replacement scan): a third
-        # cheaper per insert than registering and unregistering it, two statements more.
-        spyglass_batch = data  # noqa: F841 -- read by DuckDB from this frame
         with self._write_lock:
-            self._cursor().execute(
-                f"INSERT INTO {spec.name} ({names}) SELECT {names} FROM spyglass_batch")
+            _append(self._cursor(), spec, data)
 
     def insert_all(self, batches: list[tuple[TableSpec, pa.Table]], journal_seq: int) -> None:
         """Insert several tables' rows and record ``journal_seq`` as the last journal record
@@ -80,12 +77,7 @@ class DuckDBStore(TelemetryStore):
             cur.execute("BEGIN TRANSACTION")
             try:
                 for spec, data in batches:
-                    names = ", ".join(f'"{n}"' for n in data.column_names)
-                    spyglass_batch = data  # noqa: F841 -- read by DuckDB from this frame
-                    cur.execute(f"INSERT INTO {spec.name} ({names}) "
-                                f"SELECT {names} FROM spyglass_batch")
-                cur.execute(f"CREATE TABLE IF NOT EXISTS {JOURNAL_TABLE} "
-                            "(id INTEGER PRIMARY KEY, loaded UBIGINT)")
+                    _append(cur, spec, data)
                 cur.execute(f"INSERT OR REPLACE INTO {JOURNAL_TABLE} VALUES (1, ?)",
                             [journal_seq])
                 cur.execute("COMMIT")
@@ -95,11 +87,6 @@ class DuckDBStore(TelemetryStore):
 
     def journal_loaded(self) -> int:
         """The sequence number of the last journal record loaded (0: none)."""
-        [(found,)] = self._cursor().execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
-            [JOURNAL_TABLE]).fetchall()
-        if not found:
-            return 0
         [(loaded,)] = self._cursor().execute(
             f"SELECT max(loaded) FROM {JOURNAL_TABLE}").fetchall()
         return int(loaded or 0)
@@ -114,6 +101,14 @@ class DuckDBStore(TelemetryStore):
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _append(cur: duckdb.DuckDBPyConnection, spec: TableSpec, data: pa.Table) -> None:
+    names = ", ".join(f'"{n}"' for n in data.column_names)
+    # DuckDB finds the Arrow table by its Python name (a replacement scan): a third cheaper
+    # per insert than registering and unregistering it, two statements more.
+    spyglass_batch = data  # noqa: F841 -- read by DuckDB from this frame
+    cur.execute(f"INSERT INTO {spec.name} ({names}) SELECT {names} FROM spyglass_batch")
 
 
 def _params(params: dict[str, Any] | None) -> dict[str, Any] | None:

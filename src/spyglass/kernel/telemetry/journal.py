@@ -92,7 +92,7 @@ class Journal:
                 self.next_seq = max(self.next_seq, seq + 1)
                 yield seq, name, payload
 
-    def append(self, name: str, payload: bytes) -> int:
+    def append(self, name: str, payload: bytes | pa.Buffer) -> int:
         """Write one record and fsync it; returns its sequence number."""
         if self._file is None or self._size >= self.segment_bytes:
             self._rotate()
@@ -177,11 +177,12 @@ def _parse(data: bytes, at: int) -> tuple[int, str, bytes, int] | None:
     return seq, name, payload, end
 
 
-def to_ipc(data: pa.Table) -> bytes:
+def to_ipc(data: pa.Table) -> pa.Buffer:
+    """The rows as an Arrow IPC stream (a buffer: written to the journal without a copy)."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, data.schema) as writer:
         writer.write_table(data)
-    return sink.getvalue().to_pybytes()
+    return sink.getvalue()
 
 
 def from_ipc(payload: bytes) -> pa.Table:

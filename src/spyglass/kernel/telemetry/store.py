@@ -43,6 +43,11 @@ class TelemetryStore(ABC):
         """After every table is ensured: bring in what a crash left between an ingest
         journal and the tables (a store without a journal has nothing to do)."""
 
+    def journal_status(self) -> dict[str, Any] | None:
+        """The ingest journal's rows waiting and last load error, for /readyz (None: this
+        store has no journal)."""
+        return None
+
     # -- SQL that differs between the engines (each store overrides what it spells otherwise) --
 
     def time_bucket(self, column: str, seconds: int) -> str:
