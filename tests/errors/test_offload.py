@@ -138,6 +138,44 @@ def test_worker_answers_bad_bodies_like_the_server():
     assert [e.row for e in reply.items.events] == [e.row for e in expected.events]
 
 
+def test_each_reply_leaves_as_soon_as_it_is_ready(monkeypatch):
+    """Tasks that arrive together are answered one by one: the first reply does not wait
+    for the tasks read with it (which made a burst's requests wait for each other)."""
+    import pickle
+    import socket
+    import threading
+
+    from spyglass.errors import worker as worker_module
+    from spyglass.errors.offload import HEADER, Reply
+
+    second_may_finish = threading.Event()
+
+    def handle(self, task: Task) -> Reply:  # type: ignore[no-untyped-def]
+        if task.project_id == 2:
+            assert second_may_finish.wait(10), "the first reply was held back"
+        return Reply(200, f"project {task.project_id}")
+
+    monkeypatch.setattr(worker_module.Worker, "handle", handle)
+    server, worker_end = socket.socketpair()
+    thread = threading.Thread(target=worker_module.serve, args=(worker_end,), daemon=True)
+    thread.start()
+    frames = b""
+    for task_id, project in ((1, 1), (2, 2)):
+        frame = pickle.dumps((task_id, Task(project, 1, None, b"", "", False, 0, NOW)))
+        frames += HEADER.pack(len(frame)) + frame
+    server.sendall(frames)  # both tasks in one write: the worker reads them together
+    server.settimeout(5)
+    (size,) = HEADER.unpack(server.recv(HEADER.size, socket.MSG_WAITALL))
+    task_id, reply = pickle.loads(server.recv(size, socket.MSG_WAITALL))
+    assert (task_id, reply.message) == (1, "project 1")  # while task 2 is still being handled
+    second_may_finish.set()
+    (size,) = HEADER.unpack(server.recv(HEADER.size, socket.MSG_WAITALL))
+    assert pickle.loads(server.recv(size, socket.MSG_WAITALL))[0] == 2
+    server.close()
+    thread.join(5)
+    worker_end.close()
+
+
 def test_a_lost_worker_costs_no_event(settings, tenant_maker):
     envelopes = sdk_envelopes()
     with _serving(settings, tenant_maker, 1, "lost") as (client, t):
